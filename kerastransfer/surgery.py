@@ -1,0 +1,313 @@
+"""Model surgery: import matching layers, cut, replace the head, freeze levels, adapt channels.
+
+The functions work on functional and Sequential Keras models, including models that nest a
+`keras.applications` backbone: layers are looked up through nested models by name.
+
+Example (neon's `import_matching_layers`):
+
+>>> from kerastransfer.models import small_cnn
+>>> source = small_cnn((28, 28, 1), 10)
+>>> target = small_cnn((28, 28, 1), 5)
+>>> report = import_matching_layers(source, target)
+>>> report.mismatched["classifier"]
+([(500, 10), (10,)], [(500, 5), (5,)])
+"""
+
+import dataclasses
+import difflib
+import os
+
+import keras
+import numpy as np
+
+_NORMALIZATION = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+)
+
+
+@dataclasses.dataclass
+class ImportReport:
+    """What `import_matching_layers` did, layer by layer.
+
+    Attributes:
+        imported: target layers whose weights were copied from the source (adapted ones included).
+        adapted: layers imported after input-channel adaptation: name -> (source, target) shapes.
+        mismatched: same name, different weight shapes, not imported: name -> (source, target).
+        unmatched: target layers with weights that have no namesake in the source.
+        source_only: source layers with weights that have no namesake in the target.
+    """
+
+    imported: list = dataclasses.field(default_factory=list)
+    adapted: dict = dataclasses.field(default_factory=dict)
+    mismatched: dict = dataclasses.field(default_factory=dict)
+    unmatched: list = dataclasses.field(default_factory=list)
+    source_only: list = dataclasses.field(default_factory=list)
+
+    def __str__(self):
+        lines = [f"imported {len(self.imported)} layers"]
+        for name, (src, tgt) in self.adapted.items():
+            lines.append(f"  adapted    {name}: {src} -> {tgt}")
+        for name, (src, tgt) in self.mismatched.items():
+            lines.append(f"  mismatched {name}: source {src} vs target {tgt}")
+        if self.unmatched:
+            lines.append(f"  new in target: {', '.join(self.unmatched)}")
+        if self.source_only:
+            lines.append(f"  not used from source: {len(self.source_only)} layers")
+        return "\n".join(lines)
+
+
+def iter_layers(model):
+    """All leaf layers of `model` in topological order, descending into nested models."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from iter_layers(layer)
+        else:
+            yield layer
+
+
+def weighted_layers(model):
+    """Leaf layers that own weights, by name (input order). Raises on duplicate names."""
+    found = {}
+    for layer in iter_layers(model):
+        if not layer.weights:
+            continue
+        if layer.name in found:
+            raise ValueError(
+                f"Layer name '{layer.name}' appears twice in model '{model.name}'. Layers are "
+                "matched by name: give the layers unique names."
+            )
+        found[layer.name] = layer
+    return found
+
+
+def weighted_levels(model):
+    """Weighted layers grouped into levels, counted from the input.
+
+    A level is a layer with weights; a normalization layer (BatchNormalization, ...) joins the
+    level of the layer before it. On seed 002's LeNet-5 variant the levels are C1, S2, C3, S4,
+    C5 and F6.
+    """
+    levels = []
+    for layer in weighted_layers(model).values():
+        if isinstance(layer, _NORMALIZATION) and levels:
+            levels[-1].append(layer)
+        else:
+            levels.append([layer])
+    return levels
+
+
+def get_layer(model, name):
+    """The layer called `name`, searched through nested models, with a helpful error."""
+    for layer in iter_layers(model):
+        if layer.name == name:
+            return layer
+    for layer in model.layers:  # a nested model itself can be named too
+        if layer.name == name:
+            return layer
+    names = [layer.name for layer in iter_layers(model)]
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(
+        f"No layer named '{name}' in model '{model.name}'.{hint} "
+        f"Available layers: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''}"
+    )
+
+
+def load_source(source):
+    """A source model from a Keras model, a `.keras` file, or a `keras.applications` name.
+
+    Application names (e.g. "MobileNetV2", "ResNet50") load without their top, with ImageNet
+    weights; Keras finds them in `$KERAS_HOME/models/` before it tries to download them.
+    `.keras` files load with `safe_mode=True`: they must not contain lambdas.
+    """
+    if isinstance(source, keras.Model):
+        return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "`source` must be a keras.Model, a path to a .keras file or a keras.applications "
+            f"name. Received: {type(source).__name__}"
+        )
+    source = os.fspath(source)
+    if source.endswith(".keras") or os.path.exists(source):
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"No model file at '{source}'.")
+        return keras.models.load_model(source, compile=False)
+    builder = getattr(keras.applications, source, None)
+    if builder is None or not callable(builder):
+        apps = [n for n in dir(keras.applications) if n[0].isupper()]
+        close = difflib.get_close_matches(source, apps, n=3)
+        raise ValueError(
+            f"'{source}' is neither a model file nor a keras.applications model."
+            + (f" Did you mean {', '.join(close)}?" if close else f" Known: {', '.join(apps)}")
+        )
+    return builder(include_top=False, weights="imagenet")
+
+
+def adapt_input_channels(kernel, channels):
+    """Adapt a convolution kernel (kh, kw, c_in, c_out) to `channels` input channels.
+
+    RGB -> gray sums the kernel over its input channels (a gray image repeated three times gives
+    the same response); gray -> RGB repeats it divided by 3 (an RGB image of equal channels gives
+    the gray response).
+    """
+    kernel = np.asarray(kernel)
+    c_in = kernel.shape[-2]
+    if c_in == channels:
+        return kernel
+    if channels == 1:
+        return kernel.sum(axis=-2, keepdims=True)
+    if c_in == 1:
+        return np.repeat(kernel, channels, axis=-2) / channels
+    raise ValueError(
+        f"Can adapt a kernel from or to 1 input channel only. Received {c_in} -> {channels}."
+    )
+
+
+def _channel_adaptable(src_shapes, tgt_shapes):
+    if len(src_shapes) != len(tgt_shapes) or len(src_shapes[0]) != 4:
+        return False
+    s, t = src_shapes[0], tgt_shapes[0]
+    return (
+        s[:2] == t[:2]
+        and s[3] == t[3]
+        and 1 in (s[2], t[2])
+        and s[2] != t[2]
+        and src_shapes[1:] == tgt_shapes[1:]
+    )
+
+
+def import_matching_layers(source, target, *, skip=(), adapt_channels=True):
+    """Copy weights from every source layer whose name and weight shapes match a target layer.
+
+    Args:
+        source: a Keras model, a path to a `.keras` file, or a `keras.applications` name
+            ("MobileNetV2") loaded with ImageNet weights.
+        target: the Keras model to fill; changed in place.
+        skip: names of layers not to import.
+        adapt_channels: import a convolution whose kernel differs only in input channels
+            (gray <-> RGB), adapting it with `adapt_input_channels`.
+
+    Returns:
+        An `ImportReport`; pass `report.imported` to `optimizers.neon_optimizer`.
+    """
+    source = load_source(source)
+    src_layers = weighted_layers(source)
+    tgt_layers = weighted_layers(target)
+    skip = set(skip)
+    unknown = skip - set(tgt_layers)
+    if unknown:
+        raise ValueError(f"`skip` names layers that are not in the target: {sorted(unknown)}")
+    report = ImportReport()
+    for name, layer in tgt_layers.items():
+        if name in skip:
+            continue
+        if name not in src_layers:
+            report.unmatched.append(name)
+            continue
+        src_weights = src_layers[name].get_weights()
+        src_shapes = [tuple(w.shape) for w in src_weights]
+        tgt_shapes = [tuple(w.shape) for w in layer.weights]
+        if src_shapes == tgt_shapes:
+            layer.set_weights(src_weights)
+        elif adapt_channels and _channel_adaptable(src_shapes, tgt_shapes):
+            src_weights[0] = adapt_input_channels(src_weights[0], tgt_shapes[0][2])
+            layer.set_weights(src_weights)
+            report.adapted[name] = (src_shapes, tgt_shapes)
+        else:
+            report.mismatched[name] = (src_shapes, tgt_shapes)
+            continue
+        report.imported.append(name)
+    report.source_only = [n for n in src_layers if n not in tgt_layers]
+    return report
+
+
+def cut_at(model, layer_name):
+    """The sub-model of `model` from its inputs up to the output of `layer_name` (top level)."""
+    layer = get_layer(model, layer_name)
+    if layer not in model.layers:
+        raise ValueError(
+            f"Layer '{layer_name}' is inside a nested model; cut the nested model "
+            f"('{_owner(model, layer).name}') instead."
+        )
+    return keras.Model(model.inputs, layer.output, name=f"{model.name}_cut_{layer_name}")
+
+
+def _owner(model, layer):
+    for sub in model.layers:
+        if isinstance(sub, keras.Model) and layer in list(iter_layers(sub)):
+            return sub
+    return model
+
+
+def replace_head(
+    model,
+    num_classes,
+    *,
+    cut_layer=None,
+    hidden=(),
+    dropout=0.5,
+    pooling="flatten",
+    classifier_name="classifier_new",
+    name=None,
+):
+    """Cut `model` and attach a new classification head.
+
+    The kept layers are shared with `model`, not copied (clone it first for a copy). New layers
+    are named `fc{i}_new` and `classifier_new`, so they never collide with source layer names.
+    neon's VGG-16 transfer model is `replace_head(vgg16, 2, cut_layer="block5_pool",
+    hidden=(4096, 4096), dropout=0.5)`.
+
+    Args:
+        model: a functional or Sequential model.
+        num_classes: outputs of the new softmax classifier.
+        cut_layer: keep everything up to this layer; default: all but the last layer.
+        hidden: sizes of new ReLU dense layers, each followed by dropout.
+        dropout: dropout rate after each hidden layer (0 for none).
+        pooling: how a 4-D cut output becomes a vector: "flatten", "avg" or "max".
+        classifier_name: name of the new output layer.
+    """
+    if num_classes < 2:
+        raise ValueError(f"`num_classes` must be at least 2. Received: {num_classes}")
+    if pooling not in ("flatten", "avg", "max"):
+        raise ValueError(f"`pooling` must be 'flatten', 'avg' or 'max'. Received: {pooling!r}")
+    if cut_layer is None:
+        if len(model.layers) < 2:
+            raise ValueError("The model has a single layer: nothing is left after removing the head.")
+        cut_layer = model.layers[-2].name
+    base = cut_at(model, cut_layer)
+    x = base.output
+    if len(x.shape) == 4:
+        x = {
+            "flatten": keras.layers.Flatten(name="flatten_new"),
+            "avg": keras.layers.GlobalAveragePooling2D(name="avg_pool_new"),
+            "max": keras.layers.GlobalMaxPooling2D(name="max_pool_new"),
+        }[pooling](x)
+    for i, units in enumerate(hidden, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}_new")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"dropout{i}_new")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=classifier_name)(x)
+    return keras.Model(model.inputs, outputs, name=name or f"{model.name}_transfer")
+
+
+def freeze_bottom_levels(model, n):
+    """Set `trainable=False` on the bottom `n` levels (see `weighted_levels`); return their names.
+
+    Frozen layers run in inference mode: BatchNormalization keeps the source statistics. For
+    frozen weights with adapting statistics, use learning rate 0 (`optimizers.neon_optimizer`).
+    Compile the model after freezing.
+    """
+    levels = weighted_levels(model)
+    if not 0 <= n <= len(levels):
+        raise ValueError(
+            f"`n` must be between 0 and {len(levels)} (the model's levels: "
+            f"{[lv[0].name for lv in levels]}). Received: {n}"
+        )
+    frozen = []
+    for level in levels[:n]:
+        for layer in level:
+            layer.trainable = False
+            frozen.append(layer.name)
+    return frozen

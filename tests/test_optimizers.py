@@ -1,0 +1,188 @@
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from kerastransfer import optimizers, surgery
+from kerastransfer.models import small_cnn
+
+IMPORTED = ["conv1", "bn1", "conv2", "bn2", "fc1"]
+
+
+def data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 255, (n, 12, 12, 1)).astype("float32"), rng.integers(0, 3, n)
+
+
+def nested_target(classes=3):
+    """A target with its body nested in a sub-model, as a keras.applications backbone would be:
+    its variable paths change on reload (`body/conv1/kernel` -> `conv1/kernel`)."""
+    body = small_cnn((12, 12, 1), classes, filters=(4, 6), dense=8, name="body")
+    body = surgery.cut_at(body, "dropout")
+    inputs = keras.Input((12, 12, 1))
+    outputs = keras.layers.Dense(classes, activation="softmax", name="classifier_new")(body(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def transfer_pair():
+    keras.utils.set_random_seed(0)
+    source = small_cnn((12, 12, 1), 10, filters=(4, 6), dense=8)
+    target = nested_target()
+    report = surgery.import_matching_layers(source, target)
+    assert report.imported == IMPORTED
+    return target, report
+
+
+def snapshot(model, names):
+    return {n: [w.copy() for w in surgery.get_layer(model, n).get_weights()] for n in names}
+
+
+def neon(report, lr=0.05):
+    return optimizers.neon_optimizer(report, keras.optimizers.SGD(lr, momentum=0.9, weight_decay=0.0005))
+
+
+def test_imported_weights_stay_bit_identical_with_momentum_and_weight_decay():
+    model, report = transfer_pair()
+    before = snapshot(model, IMPORTED + ["classifier_new"])
+    model.compile(neon(report), "sparse_categorical_crossentropy")
+    model.fit(*data(), batch_size=16, epochs=3, verbose=0)
+    after = snapshot(model, IMPORTED + ["classifier_new"])
+    for name in ("conv1", "conv2", "fc1"):
+        for a, b in zip(before[name], after[name]):
+            np.testing.assert_array_equal(a, b)
+    gamma, beta, moving_mean, moving_var = range(4)
+    for name in ("bn1", "bn2"):
+        np.testing.assert_array_equal(before[name][gamma], after[name][gamma])
+        np.testing.assert_array_equal(before[name][beta], after[name][beta])
+        # lr 0 is not trainable=False: the layers run in training mode, statistics adapt.
+        assert not np.allclose(before[name][moving_mean], after[name][moving_mean])
+        assert not np.allclose(before[name][moving_var], after[name][moving_var])
+    assert not np.allclose(before["classifier_new"][0], after["classifier_new"][0])
+
+
+def test_trainable_false_keeps_batch_norm_statistics():
+    model, _ = transfer_pair()
+    surgery.freeze_bottom_levels(model, 3)
+    before = snapshot(model, ["bn1", "bn2"])
+    model.compile(keras.optimizers.SGD(0.05, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(*data(), batch_size=16, epochs=2, verbose=0)
+    after = snapshot(model, ["bn1", "bn2"])
+    for name in ("bn1", "bn2"):
+        for a, b in zip(before[name], after[name]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_saved_model_reloads_in_fresh_process_and_keeps_its_mapping(tmp_path):
+    model, report = transfer_pair()
+    model.compile(neon(report), "sparse_categorical_crossentropy")
+    x, y = data()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "transfer.keras"
+    model.save(path)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras
+        import kerastransfer  # registers ScaledMultiOptimizer
+        from kerastransfer.surgery import get_layer
+        model = keras.models.load_model({str(path)!r})  # safe_mode stays True
+        opt = model.optimizer
+        assert type(opt).__name__ == "ScaledMultiOptimizer", type(opt)
+        assert int(opt.iterations) == 4, int(opt.iterations)
+        rates = sorted(round(r, 6) for r in opt.learning_rates())
+        assert rates == [0.0, 0.05], rates
+        d = np.load({str(tmp_path / "data.npz")!r})
+        before = {{n: get_layer(model, n).get_weights() for n in ("conv1", "fc1", "classifier_new")}}
+        model.fit(d["x"], d["y"], batch_size=16, epochs=2, verbose=0)
+        for n in ("conv1", "fc1"):
+            for a, b in zip(before[n], get_layer(model, n).get_weights()):
+                assert np.array_equal(a, b), n
+        assert not np.allclose(before["classifier_new"][0], get_layer(model, "classifier_new").get_weights()[0])
+        print("OK", int(opt.iterations))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "OK 12" in result.stdout
+
+
+def test_reduce_lr_on_plateau_scales_every_group_and_keeps_zero():
+    model, report = transfer_pair()
+    optimizer = neon(report, lr=0.04)
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    plateau = keras.callbacks.ReduceLROnPlateau("loss", factor=0.5, patience=0, min_delta=1e9, min_lr=0)
+    model.fit(*data(), batch_size=16, epochs=3, callbacks=[plateau], verbose=0)
+    # Epoch 1 sets the baseline; epochs 2 and 3 each halve the rate. The lr-0 group stays 0.
+    assert sorted(round(r, 6) for r in optimizer.learning_rates()) == [0.0, 0.01]
+    assert float(optimizer.learning_rate) == pytest.approx(0.01)
+
+
+def test_learning_rate_scheduler_keeps_discriminative_ratios():
+    model, _ = transfer_pair()
+    optimizer = optimizers.discriminative_optimizer(
+        [["conv1", "bn1"], ["conv2", "bn2"], ["fc1"]], 1e-3, 1e-1, keras.optimizers.SGD()
+    )
+    model.compile(optimizer, "sparse_categorical_crossentropy")
+    # Keras applies a schedule to each sub-optimizer's own rate: a relative schedule keeps ratios.
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr * 0.1)
+    history = model.fit(*data(), batch_size=16, epochs=2, callbacks=[schedule], verbose=0)
+    assert sorted(round(r, 8) for r in optimizer.learning_rates()) == [1e-4, 1e-3, 1e-2, 1e-2]
+    assert {"learning_rate_group0", "learning_rate_group2"} <= set(history.history)
+
+
+def test_setting_learning_rate_rescales_every_group():
+    """What a callback that only knows `optimizer.learning_rate` (TensorBoard, a custom warm-up)
+    sees: the default group's rate; setting it rescales all groups, zero stays zero."""
+    _, report = transfer_pair()
+    optimizer = neon(report, lr=0.04)
+    assert float(optimizer.learning_rate) == pytest.approx(0.04)
+    optimizer.learning_rate = 0.01
+    assert sorted(round(r, 6) for r in optimizer.learning_rates()) == [0.0, 0.01]
+    frozen = optimizers.neon_optimizer(["conv1"], keras.optimizers.SGD(0.0))
+    with pytest.raises(ValueError, match="learning rate 0"):
+        frozen.learning_rate = 0.1
+
+
+def test_discriminative_and_layerwise_rates():
+    rates = optimizers.geometric_rates(1e-4, 1e-2, 3)
+    np.testing.assert_allclose(rates, [1e-4, 1e-3, 1e-2])
+    model = small_cnn((12, 12, 1), 3, filters=(4, 6), dense=8)
+    opt = optimizers.layerwise_decay_optimizer(model, 0.1, 0.5)
+    model.compile(opt, "sparse_categorical_crossentropy")
+    model.fit(*data(16), verbose=0)
+    by_variable = {v.path: float(opt._optimizer_map(v).learning_rate) for v in model.trainable_variables}
+    assert by_variable["classifier/kernel"] == pytest.approx(0.1)
+    assert by_variable["fc1/kernel"] == pytest.approx(0.05)
+    assert by_variable["bn2/gamma"] == pytest.approx(0.025)
+    assert by_variable["conv1/kernel"] == pytest.approx(0.0125)
+
+
+def test_bad_maps_are_refused():
+    with pytest.raises(ValueError, match="empty"):
+        optimizers.discriminative_optimizer([["conv1"], []], 1e-4, 1e-2)
+    with pytest.raises(ValueError, match="more than one group"):
+        optimizers.discriminative_optimizer([["conv1"], ["conv1"]], 1e-4, 1e-2)
+    with pytest.raises(ValueError, match="low <= high"):
+        optimizers.discriminative_optimizer([["conv1"]], 1e-2, 1e-4)
+    with pytest.raises(ValueError, match="decay"):
+        optimizers.layerwise_decay_optimizer(small_cnn(), 0.1, 1.5)
+    with pytest.raises(ValueError, match="empty"):
+        optimizers.neon_optimizer([])
+
+
+def test_neon_map_under_mirrored_strategy(mirrored):
+    x, y = data(64)
+    with mirrored.scope():
+        model, report = transfer_pair()
+        model.compile(neon(report), "sparse_categorical_crossentropy")
+    before = snapshot(model, ["conv1", "fc1", "classifier_new"])
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    after = snapshot(model, ["conv1", "fc1", "classifier_new"])
+    for name in ("conv1", "fc1"):
+        for a, b in zip(before[name], after[name]):
+            np.testing.assert_array_equal(a, b)
+    assert not np.allclose(before["classifier_new"][0], after["classifier_new"][0])
+    assert model.optimizer.iterations.numpy() == 4
