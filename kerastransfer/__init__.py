@@ -7,10 +7,12 @@ Modules, one concept each:
 - `optimizers`: per-layer optimizer maps on `keras.optimizers.MultiOptimizer` (neon, discriminative,
   layer-wise decay).
 - `feature_extraction`: frozen features + linear softmax / SVM.
+- `lenet`, `layer_transfer`: seed 002's LeNet-5 variant and its retained-levels sweep.
 - `export`: SavedModel export with a raw-image `serve` signature.
 """
 
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
+from kerastransfer import lenet  # noqa: F401  (registers its layers for .keras loading)
 from kerastransfer.export import export_serving
 from kerastransfer.optimizers import (
     ScaledMultiOptimizer,

@@ -383,9 +383,14 @@ def _load_tfds(name, data_dir):
     label = builder.info.features[supervised[1]]
     splits = []
     for split in ("train", "test"):
-        if split not in builder.info.splits:
-            raise ValueError(f"tensorflow-datasets '{name}' has no {split!r} split.")
-        x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+        try:
+            x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+        except (KeyError, ValueError) as e:
+            raise ValueError(
+                f"tensorflow-datasets '{name}' has no usable {split!r} split (its splits: "
+                f"{sorted(builder.info.splits)}). Export it to an .npz with x_train/y_train/"
+                f"x_test/y_test instead. ({e})"
+            ) from None
         splits.append((x, y))
     names = tuple(label.names) if hasattr(label, "names") else ()
     return name, splits[0], splits[1], names

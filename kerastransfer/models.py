@@ -72,3 +72,32 @@ def mobilenet_v2_classifier(
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def train_or_load_primary(build, data, path, *, epochs=4, learning_rate=1e-3, callbacks=(), verbose=2, retrain=False):
+    """The primary (task A) network: loaded from `path` when cached there, else trained and saved.
+
+    Args:
+        build: a function `build(num_classes)` returning an uncompiled model.
+        data: a `kerastransfer.data.TransferData` of the primary dataset.
+        path: the `.keras` file it is cached in.
+        retrain: train even when `path` exists.
+
+    Returns:
+        (model, cached): the compiled model and whether it came from the cache.
+    """
+    import os
+
+    if os.path.exists(path) and not retrain:
+        return keras.models.load_model(path), True
+    model = build(data.info.num_classes)
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(
+        data.train, validation_data=data.validation, epochs=epochs, callbacks=list(callbacks),
+        verbose=verbose, shuffle=False,  # data.train reshuffles every epoch
+    )
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache
+    return model, False

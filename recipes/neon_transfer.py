@@ -34,7 +34,7 @@ import numpy as np
 from kerastransfer import feature_extraction, optimizers, surgery
 from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
-from kerastransfer.models import mobilenet_v2_classifier, small_cnn
+from kerastransfer.models import mobilenet_v2_classifier, small_cnn, train_or_load_primary
 
 SAVED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models")
 PUBLISHED = {"TL-1": 85.6, "TL-2": 85.3, "TL-3": 86.3}  # seed 001, VGG-16 on IMDB-WIKI, %
@@ -93,19 +93,17 @@ def sgd(args):
 
 
 def primary_network(args, shape):
-    """Train the task-A network, or load it from saved_models/ when cached."""
+    """Train the task-A network, or load it from saved_models/primary/ when cached."""
     tag = f"{args.source}_{args.backbone}_{'x'.join(map(str, shape))}_{args.seed}".replace(":", "-").replace("/", "_")
     path = os.path.join(args.saved_models, "primary", f"{tag}.keras")
     source = load_dataset(args.source, image_shape=shape, batch_size=args.batch_size, seed=args.seed)
-    if os.path.exists(path) and not args.no_cache:
-        print(f"Primary network: {path} (cached; --no-cache retrains it)")
-        return keras.models.load_model(path), source
-    model = build(args, source.info.num_classes, weights="imagenet" if args.backbone == "mobilenet_v2" else None)
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    print(f"Training the primary network on {args.source} ({source})")
-    fit(model, source, args, "primary", args.primary_epochs)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    model.save(path)
+    weights = "imagenet" if args.backbone == "mobilenet_v2" else None
+    print(f"Primary network on {args.source} ({source})")
+    model, cached = train_or_load_primary(
+        lambda n: build(args, n, weights=weights), source, path, epochs=args.primary_epochs,
+        callbacks=callbacks(args, "primary"), verbose=args.verbose, retrain=args.no_cache,
+    )
+    print(f"Primary network: {path}{' (cached; --no-cache retrains it)' if cached else ''}")
     return model, source
 
 
@@ -152,8 +150,10 @@ def main(argv=None):
             optimizer = sgd(args)
         if exp_id == "TL-3":
             model = keras.models.clone_model(model)  # same structure, fresh random weights
+            print(f"{exp_id}: {description}")
+        else:
+            print(f"{exp_id}: {description} ({len(report.imported)} layers imported: {', '.join(report.imported)})")
         model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
-        print(f"{exp_id}: {description} ({len(report.imported)} layers imported)")
         seconds, epochs = fit(model, target, args, exp_id, args.epochs)
         rows.append(dict(id=exp_id, experiment=description,
                          params=f"epochs = {epochs}, base_lr = {args.lr}, {params}",
