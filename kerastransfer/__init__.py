@@ -9,8 +9,12 @@ Modules, one concept each:
 - `feature_extraction`: frozen features + linear softmax / SVM.
 - `lenet`, `layer_transfer`: seed 002's LeNet-5 variant and its retained-levels sweep.
 - `export`: SavedModel export with a raw-image `serve` signature.
+- BPA distributed backpropagation: `bpa` (the math), `filters` (split layers, single-filter
+  networks, Gamma), `train_step` (`BPAModel`), `callbacks` (`GammaRefresh`), `multiworker`
+  (`MultiWorkerTrainer`), `bench` (`kerastransfer bench`).
 """
 
+from kerastransfer.callbacks import GammaRefresh
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
 from kerastransfer import lenet  # noqa: F401  (registers its layers for .keras loading)
 from kerastransfer.export import export_serving
@@ -28,5 +32,7 @@ from kerastransfer.surgery import (
     replace_head,
     weighted_levels,
 )
+
+from kerastransfer.train_step import BPAModel
 
 __version__ = "0.1.0"
