@@ -7,6 +7,7 @@ Modules, one concept each:
 - `optimizers`: per-layer optimizer maps on `keras.optimizers.MultiOptimizer` (neon, discriminative,
   layer-wise decay).
 - `feature_extraction`: frozen features + linear softmax / SVM.
+- `distillation`: knowledge distillation on `keras.distillation` (`build_distiller`, `logits_model`).
 - `lenet`, `layer_transfer`: seed 002's LeNet-5 variant and its retained-levels sweep.
 - `export`: SavedModel export with a raw-image `serve` signature.
 - BPA distributed backpropagation: `bpa` (the math), `filters` (split layers, single-filter
@@ -16,6 +17,7 @@ Modules, one concept each:
 
 from kerastransfer.callbacks import GammaRefresh
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
+from kerastransfer.distillation import build_distiller, logits_model
 from kerastransfer import lenet  # noqa: F401  (registers its layers for .keras loading)
 from kerastransfer.export import export_serving
 from kerastransfer.optimizers import (

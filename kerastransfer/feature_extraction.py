@@ -30,13 +30,17 @@ def feature_extractor(model, layer_name, pooling="avg"):
     if pooling not in ("avg", "max", "flatten"):
         raise ValueError(f"`pooling` must be 'avg', 'max' or 'flatten'. Received: {pooling!r}")
     layer = get_layer(model, layer_name)
-    try:
+    if layer in model.layers and isinstance(layer, keras.Model):
+        # A nested model's own `.output` lives in its inner graph; its call in `model` is a node.
+        x = layer._inbound_nodes[-1].output_tensors[0]
+    elif layer in model.layers:
         x = layer.output
-    except (AttributeError, ValueError):
+    else:
         raise ValueError(
-            f"Layer '{layer_name}' has no single output in model '{model.name}' (is it inside a "
-            "nested model? name the nested model's output layer or the nested model itself)."
-        ) from None
+            f"Layer '{layer_name}' is inside a nested model of '{model.name}'. Name a layer of "
+            f"'{model.name}' itself, e.g. the nested model: "
+            f"{[sub.name for sub in model.layers if isinstance(sub, keras.Model)]}."
+        )
     if len(x.shape) == 4:
         x = {
             "avg": keras.layers.GlobalAveragePooling2D(name="features_avg"),

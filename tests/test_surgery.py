@@ -144,3 +144,13 @@ def test_duplicate_layer_names_are_refused():
     outputs = keras.layers.Dense(2, name="dense")(inner(inputs))
     with pytest.raises(ValueError, match="appears twice"):
         surgery.weighted_layers(keras.Model(inputs, outputs))
+
+
+def test_feature_extractor_on_a_nested_backbone_and_inside_it():
+    from kerastransfer.feature_extraction import feature_extractor
+
+    model = mobilenet_v2_classifier((32, 32, 3), 3, weights=None)
+    extractor = feature_extractor(model, "mobilenetv2_1.00_32")
+    assert extractor.output_shape == (None, 1280) and not extractor.trainable
+    with pytest.raises(ValueError, match="inside a nested model"):
+        feature_extractor(model, "Conv1")
