@@ -56,3 +56,36 @@ def imagenet_weights():
         if not target.exists():
             os.symlink(src, target)
     return models
+
+
+_SERVE_SCRIPT = """
+import sys, numpy as np, tensorflow as tf
+served = tf.saved_model.load(sys.argv[1])
+images = np.load(sys.argv[2])
+signature = "serve" if images.dtype == np.uint8 else "serve_float"
+out = getattr(served, signature)(tf.constant(images))
+np.savez(sys.argv[3], probabilities=out["probabilities"].numpy(), label=out["label"].numpy())
+"""
+
+
+@pytest.fixture
+def serve_in_fresh_process(tmp_path):
+    """`serve(path, images) -> {"probabilities", "label"}`: loads a SavedModel export with
+    `tf.saved_model.load` in a new Python process and runs its `serve` signature (uint8 images) or
+    `serve_float` (float images), as a serving system would."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    def serve(path, images):
+        np.save(tmp_path / "serve_images.npy", images)
+        result = subprocess.run(
+            [sys.executable, "-c", _SERVE_SCRIPT, str(path), str(tmp_path / "serve_images.npy"),
+             str(tmp_path / "served.npz")],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return dict(np.load(tmp_path / "served.npz"))
+
+    return serve

@@ -1,10 +1,7 @@
 """Knowledge distillation: logits views, the combined soft + hard loss, the recipe, its export."""
 
 import importlib.util
-import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -179,7 +176,7 @@ def test_mismatched_models_and_weights_are_clear_errors():
 # --- the recipe ---------------------------------------------------------------------------------
 
 
-def test_recipe_runs_tiny_and_exports_a_servable_student(tmp_path, capsys):
+def test_recipe_runs_tiny_and_exports_a_servable_student(tmp_path, capsys, serve_in_fresh_process):
     recipe = load_recipe("distillation")
     result = recipe.main([
         "--samples-per-class", "10", "--image-size", "16", "--teacher-epochs", "2", "--epochs", "1",
@@ -200,13 +197,5 @@ def test_recipe_runs_tiny_and_exports_a_servable_student(tmp_path, capsys):
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 256, (3, 28, 28, 1)).astype("uint8")
     expected = student.predict(keras.ops.image.resize(raw.astype("float32"), (16, 16)), verbose=0)
-    np.save(tmp_path / "raw.npy", raw)
-    script = (
-        "import json, sys, numpy as np, tensorflow as tf\n"
-        f"m = tf.saved_model.load({result['export_path']!r})\n"
-        f"out = m.serve(tf.constant(np.load({str(tmp_path / 'raw.npy')!r})))\n"
-        "print(json.dumps(out['probabilities'].numpy().tolist()))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    served = np.array(json.loads(run.stdout.strip().splitlines()[-1]))
+    served = serve_in_fresh_process(result["export_path"], raw)["probabilities"]
     np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)

@@ -1,11 +1,8 @@
 """Seed 002's layer-transfer sweep: codes, retained levels, the sweep, the recipe and its export."""
 
 import importlib.util
-import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -179,7 +176,7 @@ def test_sweep_learns_target_classes(source):
     assert rows[1]["trainable_parameters"] == 48120 + 5 * 121
 
 
-def test_recipe_runs_exports_and_the_export_matches(tmp_path, capsys):
+def test_recipe_runs_exports_and_the_export_matches(tmp_path, capsys, serve_in_fresh_process):
     recipe = load_recipe()
     export_dir = tmp_path / "served"
     png = tmp_path / "curves.png"
@@ -204,26 +201,12 @@ def test_recipe_runs_exports_and_the_export_matches(tmp_path, capsys):
     classifier, best = best_model(result["rows"])
     assert result["export"] == str(export_dir)
     images = load_dataset("embedded:mnist", classes=DIGITS_HIGH).arrays("test")[0][::25]
-    np.save(tmp_path / "images.npy", images)
-    script = (
-        "import json, sys, numpy as np, tensorflow as tf\n"
-        "served = tf.saved_model.load(sys.argv[1])\n"
-        "out = served.serve(tf.constant(np.load(sys.argv[2])))\n"
-        "np.save(sys.argv[3], out['probabilities'].numpy())\n"
-        "print(json.dumps(out['label'].numpy().tolist()))\n"
-    )
-    served = subprocess.run(
-        [sys.executable, "-c", script, str(export_dir), str(tmp_path / "images.npy"),
-         str(tmp_path / "probs.npy")],
-        capture_output=True, text=True, check=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    labels = json.loads(served.stdout.strip().splitlines()[-1])
+    served = serve_in_fresh_process(export_dir, images)
     expected = classifier.predict(
         np.asarray(to_image_shape(images, (32, 32, 1), "pad")), verbose=0
     )
-    np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), expected, rtol=1e-4, atol=1e-5)
-    assert labels == expected.argmax(-1).tolist()
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    assert served["label"].tolist() == expected.argmax(-1).tolist()
 
 
 def test_recipe_rejects_bad_settings_before_training():

@@ -2,10 +2,7 @@
 fine-tuning, the composed (exportable) models, and bad input."""
 
 import importlib.util
-import json
 import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -82,7 +79,7 @@ def test_fine_tuning_keeps_batchnorm_frozen_and_trains_the_backbone(tiny_run):
     assert any(isinstance(layer, keras.layers.Conv2D) and layer.trainable for layer in layers)
 
 
-def test_export_serves_raw_images_like_the_keras_model(tiny_run, tmp_path):
+def test_export_serves_raw_images_like_the_keras_model(tiny_run, serve_in_fresh_process):
     path = tiny_run["export_path"]
     best = max((r for r in tiny_run["rows"] if r["key"] != "random"),
                key=lambda r: r["val_accuracy"])
@@ -90,15 +87,7 @@ def test_export_serves_raw_images_like_the_keras_model(tiny_run, tmp_path):
     raw = tiny_run["data"].arrays("test")[0][:4]  # 28x28x1 uint8, as a user has them
     expected = model.predict(
         keras.ops.image.resize(np.repeat(raw, 3, -1).astype("float32"), (48, 48)), verbose=0)
-    np.save(tmp_path / "raw.npy", raw)
-    script = (
-        "import json, numpy as np, tensorflow as tf\n"
-        f"m = tf.saved_model.load({path!r})\n"
-        f"out = m.serve(tf.constant(np.load({str(tmp_path / 'raw.npy')!r})))\n"
-        "print(json.dumps(out['probabilities'].numpy().tolist()))\n"
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    served = np.array(json.loads(run.stdout.strip().splitlines()[-1]))
+    served = serve_in_fresh_process(path, raw)["probabilities"]
     np.testing.assert_allclose(served, expected, rtol=1e-3, atol=1e-4)
 
 
