@@ -1,25 +1,24 @@
 """kerastransfer: transfer learning for Keras 3 / TensorFlow.
 
-Modules, one concept each:
-- `data`: `load_dataset` (embedded samples, .npz, image folders, tensorflow-datasets).
-- `models`: the networks the recipes use (`small_cnn`, `mobilenet_v2_classifier`).
-- `surgery`: `import_matching_layers`, `replace_head`, `cut_at`, `freeze_bottom_levels`, channels.
-- `optimizers`: per-layer optimizer maps on `keras.optimizers.MultiOptimizer` (neon, discriminative,
-  layer-wise decay).
-- `feature_extraction`: frozen features + linear softmax / SVM.
-- `distillation`: knowledge distillation on `keras.distillation` (`build_distiller`, `logits_model`).
-- `lenet`, `layer_transfer`: seed 002's LeNet-5 variant and its retained-levels sweep.
-- `export`: SavedModel export with a raw-image `serve` signature.
-- BPA distributed backpropagation: `bpa` (the math), `filters` (split layers, single-filter
-  networks, Gamma), `train_step` (`BPAModel`), `callbacks` (`GammaRefresh`), `multiworker`
-  (`MultiWorkerTrainer`), `bench` (`kerastransfer bench`).
+The flat public API; each name lives in the module named after it:
+
+- `kerastransfer.data`: `load_dataset` and `TransferData`.
+- `kerastransfer.models`: `small_cnn`, `mobilenet_v2_classifier`, `lenet5`.
+- `kerastransfer.surgery`: `import_matching_layers`, `cut_at`, `replace_head`,
+  `freeze_bottom_levels`, `weighted_levels`, `adapt_input_channels`.
+- `kerastransfer.optimizers`: per-layer maps on `keras.optimizers.MultiOptimizer`.
+- `kerastransfer.callbacks`, `kerastransfer.losses`: Keras concepts, where Keras keeps them.
+- `kerastransfer.methods`: one folder or file per method (`bpa/`, `distillation`,
+  `feature_extraction`, `layer_transfer`).
+- `kerastransfer.export`: `export_serving`.
 """
 
+from kerastransfer import models  # noqa: F401  (registers the LeNet layers for .keras loading)
 from kerastransfer.callbacks import GammaRefresh
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
-from kerastransfer.distillation import build_distiller, logits_model
-from kerastransfer import lenet  # noqa: F401  (registers its layers for .keras loading)
 from kerastransfer.export import export_serving
+from kerastransfer.methods.bpa import BPAModel, MultiWorkerTrainer
+from kerastransfer.methods.distillation import build_distiller, logits_model
 from kerastransfer.optimizers import (
     ScaledMultiOptimizer,
     discriminative_optimizer,
@@ -28,6 +27,7 @@ from kerastransfer.optimizers import (
 )
 from kerastransfer.surgery import (
     ImportReport,
+    adapt_input_channels,
     cut_at,
     freeze_bottom_levels,
     import_matching_layers,
@@ -35,6 +35,27 @@ from kerastransfer.surgery import (
     weighted_levels,
 )
 
-from kerastransfer.train_step import BPAModel
-
 __version__ = "0.1.0"
+
+__all__ = [
+    "BPAModel",
+    "DatasetInfo",
+    "GammaRefresh",
+    "ImportReport",
+    "MultiWorkerTrainer",
+    "ScaledMultiOptimizer",
+    "TransferData",
+    "adapt_input_channels",
+    "build_distiller",
+    "cut_at",
+    "discriminative_optimizer",
+    "export_serving",
+    "freeze_bottom_levels",
+    "import_matching_layers",
+    "layerwise_decay_optimizer",
+    "load_dataset",
+    "logits_model",
+    "neon_optimizer",
+    "replace_head",
+    "weighted_levels",
+]

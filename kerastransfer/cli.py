@@ -41,7 +41,7 @@ def _import(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
-        from kerastransfer.bench import main as bench
+        from kerastransfer.methods.bpa.bench import main as bench
 
         return bench(argv[1:])
     parser = argparse.ArgumentParser(

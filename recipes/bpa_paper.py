@@ -39,11 +39,10 @@ import keras
 import numpy as np
 
 from kerastransfer import surgery
-from kerastransfer.callbacks import GammaRefresh
+from kerastransfer.methods.bpa import BPAModel, GammaRefresh
 from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
 from kerastransfer.models import small_cnn, train_or_load_primary
-from kerastransfer.train_step import BPAModel
 
 SAVED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models")
 OFFLINE_PAIRS = "mnist:usps,usps:mnist"

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 
 from kerastransfer.data import load_dataset
-from kerastransfer.distillation import build_distiller
+from kerastransfer.methods.distillation import build_distiller
 from kerastransfer.export import export_serving
 from kerastransfer.models import small_cnn
 

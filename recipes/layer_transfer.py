@@ -31,7 +31,7 @@ import sys
 import time
 
 from kerastransfer.data import load_dataset
-from kerastransfer.layer_transfer import (
+from kerastransfer.methods.layer_transfer import (
     available_per_class,
     best_model,
     check_sweep_args,
@@ -41,7 +41,7 @@ from kerastransfer.layer_transfer import (
     summarize,
     train_source,
 )
-from kerastransfer.lenet import TABLE_1, check_table_1, free_parameter_table, lenet5
+from kerastransfer.models.lenet import TABLE_1, check_table_1, free_parameter_table, lenet5
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_EXPORT = REPO / "saved_models" / "layer_transfer"

@@ -31,7 +31,8 @@ import time
 import keras
 import numpy as np
 
-from kerastransfer import feature_extraction, optimizers, surgery
+from kerastransfer import optimizers, surgery
+from kerastransfer.methods import feature_extraction
 from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
 from kerastransfer.models import mobilenet_v2_classifier, small_cnn, train_or_load_primary

@@ -41,7 +41,7 @@ import numpy as np
 
 from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
-from kerastransfer.feature_extraction import extract_features, fit_linear_classifier
+from kerastransfer.methods.feature_extraction import extract_features, fit_linear_classifier
 from kerastransfer.models import mobilenet_v2_classifier
 
 # keras.applications backbones that take raw [0, 255] pixels (their preprocessing is built in),

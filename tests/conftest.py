@@ -87,3 +87,31 @@ def serve_in_fresh_process(tmp_path):
         return dict(np.load(tmp_path / "served.npz"))
 
     return serve
+
+
+RECIPES = REPO / "recipes"
+
+
+def _load_module(path, name=None):
+    import importlib.util
+    import sys
+
+    path = pathlib.Path(path)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # a recipe imports its sibling `_common`
+    spec = importlib.util.spec_from_file_location(name or f"loaded_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_module():
+    """`load(path)`: imports a Python file that is not in a package (a test helper script)."""
+    return _load_module
+
+
+@pytest.fixture(scope="session")
+def load_recipe():
+    """`load(name)`: imports `recipes/<name>.py` as a module (its `main(argv)` runs the recipe)."""
+    return lambda name: _load_module(RECIPES / f"{name}.py", f"recipe_{name}")

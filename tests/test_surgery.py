@@ -147,7 +147,7 @@ def test_duplicate_layer_names_are_refused():
 
 
 def test_feature_extractor_on_a_nested_backbone_and_inside_it():
-    from kerastransfer.feature_extraction import feature_extractor
+    from kerastransfer.methods.feature_extraction import feature_extractor
 
     model = mobilenet_v2_classifier((32, 32, 3), 3, weights=None)
     extractor = feature_extractor(model, "mobilenetv2_1.00_32")

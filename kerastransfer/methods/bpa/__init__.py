@@ -1,0 +1,36 @@
+"""Distributed backpropagation by basic probability assignment (BPA).
+
+A. Shahriari, "Distributed Deep Transfer Learning by Basic Probability Assignment" (2017): each
+filter k of a split convolution is a single-filter network; the Dempster-Shafer combination of its
+recall and precision on the target data gives a cost Gamma_k that scales the gradients of the
+parameters of filter k during fine-tuning.
+
+- `dempster_shafer.py`: `bpa`, `gamma`, `normalize_gamma` (the math, on confusion matrices).
+- `split_layers.py`: resolving split layers, the parameters that belong to each filter.
+- `filter_probe.py`, `tile_pass.py`, `separable_pass.py`: the d masked forward passes, batched
+  (`filter_probe` picks the strategy).
+- `filter_costs.py`: `compute_gamma`, `filter_confusions`, `labelled_set`.
+- `bpa_model.py`: `BPAModel`, the model whose `train_step` scales each filter's gradients.
+- `gamma_refresh.py`: `GammaRefresh`, the callback that recomputes Gamma during `fit`.
+- `multiworker.py`: `MultiWorkerTrainer`, BPA under `MultiWorkerMirroredStrategy`.
+- `bench.py`: `kerastransfer bench`, the cost of the method against plain Keras.
+"""
+
+from kerastransfer.methods.bpa.bpa_model import BPAModel
+from kerastransfer.methods.bpa.dempster_shafer import bpa, gamma, normalize_gamma
+from kerastransfer.methods.bpa.filter_costs import compute_gamma
+from kerastransfer.methods.bpa.filter_probe import FilterProbe, filter_probe
+from kerastransfer.methods.bpa.gamma_refresh import GammaRefresh
+from kerastransfer.methods.bpa.multiworker import MultiWorkerTrainer
+
+__all__ = [
+    "BPAModel",
+    "FilterProbe",
+    "GammaRefresh",
+    "MultiWorkerTrainer",
+    "bpa",
+    "compute_gamma",
+    "filter_probe",
+    "gamma",
+    "normalize_gamma",
+]

@@ -1,0 +1,288 @@
+"""Benchmark of the BPA engine, measured in one run on one model and one data set.
+
+Prints four ratios (goals from the issue in brackets):
+
+1. BPA training throughput / plain Keras `fit` throughput (>= 0.95);
+2. Gamma refresh time / naive d full forward passes (<= 0.5): the refresh runs the part below the
+   split layer once per batch and the part above it for the d masks batched (see
+   `kerastransfer.methods.bpa.filter_probe`); the naive baseline runs the whole network once per
+   filter and batch, compiled the same way;
+3. Gamma refresh time as a share of one BPA training epoch at default settings (<= 10%): the
+   refresh runs on the whole training set, so this is about (d masked forward passes of the
+   layers above the split) / (one forward and backward pass of the network);
+4. peak memory of the refresh vs a plain evaluation pass over the same data. On an accelerator
+   this is TensorFlow's allocator peak (`tf.config.experimental.get_memory_info`); on CPU, where
+   TensorFlow keeps no such statistics, each pass runs in a fresh process (the model saved and
+   reloaded) and the figure is its resident-set high-water mark (`resource.getrusage`) above the
+   resident set before the pass (measured with psutil after a one-batch warm-up).
+
+Example:
+
+>>> result = benchmark(["--samples", "256", "--epochs", "1", "--filters", "4,6"])  # doctest: +SKIP
+>>> result["throughput_ratio"] > 0  # doctest: +SKIP
+True
+"""
+
+import argparse
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerastransfer.methods.bpa.filter_costs import filter_confusions
+from kerastransfer.methods.bpa.filter_probe import filter_probe
+from kerastransfer.methods.bpa.bpa_model import BPAModel
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+_CHILD = """
+import json, resource, sys
+import numpy as np, keras, psutil, tensorflow as tf
+import kerastransfer  # registers BPAModel
+model = keras.saving.load_model(sys.argv[1])
+arrays = np.load(sys.argv[2])
+data = tf.data.Dataset.from_tensor_slices((arrays["x"], arrays["y"])).batch(int(sys.argv[4]))
+if sys.argv[3] == "eval":
+    run = lambda d: model.network.predict(d, verbose=0)
+else:
+    run = model.compute_gamma
+run(data.take(1))
+before = psutil.Process().memory_info().rss
+run(data)
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before))
+"""
+
+
+def _child_peaks(model, x, y, batch_size):
+    """Peak RSS growth of an evaluation pass and of a refresh, each in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path, data_path = os.path.join(tmp, "bpa.keras"), os.path.join(tmp, "data.npz")
+        model.save(model_path)
+        np.savez(data_path, x=x, y=y)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        peaks = []
+        for kind in ("eval", "refresh"):
+            out = subprocess.run(
+                [sys.executable, "-c", _CHILD, model_path, data_path, kind, str(batch_size)],
+                capture_output=True, text=True, timeout=600, env=env, check=True,
+            )
+            peaks.append(int(out.stdout.strip().splitlines()[-1]))
+    return peaks
+
+
+class PeakMemory:
+    """Where peak memory comes from: the accelerator allocator when there is one, else RSS."""
+
+    def __init__(self):
+        gpus = tf.config.list_logical_devices("GPU")
+        self.device = gpus[0].name.replace("/device:", "") if gpus else None
+        self.source = (
+            f"tf.config.experimental.get_memory_info('{self.device}') peak above current"
+            if self.device
+            else "RSS high-water (resource.getrusage) above the RSS before the pass, each pass in "
+            "a fresh process"
+        )
+
+    def measure(self, fn):
+        """Runs `fn()` on the accelerator; returns (its result, peak bytes above the start)."""
+        tf.config.experimental.reset_memory_stats(self.device)
+        before = tf.config.experimental.get_memory_info(self.device)["current"]
+        result = fn()
+        return result, tf.config.experimental.get_memory_info(self.device)["peak"] - before
+
+
+def _naive_confusions(probe, dataset):
+    """The baseline: d full forward passes per batch (whole network, one mask each)."""
+    d, c = probe.num_filters, probe.num_classes
+
+    @tf.function
+    def step(x, y, k):
+        labels = probe.labels(y)
+        split, *skips = tf.nest.flatten(probe.below(x, training=False))
+        mask = tf.reshape(tf.one_hot(k, d, dtype=split.dtype), [1] * (split.shape.rank - 1) + [d])
+        scores = probe.above([split * mask] + skips, training=False)
+        preds = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        return tf.math.confusion_matrix(labels, preds, num_classes=c, dtype=tf.int32)
+
+    total = np.zeros((d, c, c), np.int64)
+    for x, y in dataset:
+        for k in range(d):
+            total[k] += step(x, y, tf.constant(k)).numpy()
+    return total
+
+
+def _load(args):
+    if args.data.startswith("synthetic"):
+        rng = np.random.default_rng(0)
+        y = (np.arange(args.samples or 512) % 10).astype("int64")
+        return rng.uniform(0, 255, (len(y), 28, 28, 1)).astype("float32"), y, 10
+    from kerastransfer.data import load_dataset
+
+    data = load_dataset(args.data, validation_split=0.0)
+    x, y = data.arrays("train")
+    if args.samples:
+        x, y = x[: args.samples], y[: args.samples]
+    return x.astype("float32"), y.astype("int64"), data.info.num_classes
+
+
+def run(args):
+    from kerastransfer.models import small_cnn
+
+    x, y, num_classes = _load(args)
+    filters = tuple(int(f) for f in args.filters.split(","))
+
+    def build():
+        keras.utils.set_random_seed(0)
+        return small_cnn(x.shape[1:], num_classes, filters=filters, dense=args.dense)
+
+    def dataset():
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).prefetch(2)
+
+    def compile_(model):
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+            loss="sparse_categorical_crossentropy",
+        )
+        return model
+
+    plain = compile_(build())
+    bpa = compile_(
+        BPAModel(
+            build(), split_layers=args.split, gamma=args.gamma, masks_per_pass=args.masks_per_pass
+        )
+    )
+    bpa.compute_gamma(dataset())  # real (non-trivial) Gamma during the timed epochs; also traces
+    plain_timer, bpa_timer = _EpochTimer(), _EpochTimer()
+    plain_times, bpa_times = [], []
+    for model in (plain, bpa):  # first epoch traces: not timed
+        model.fit(dataset(), epochs=1, verbose=0, shuffle=False)
+    for _ in range(args.epochs):  # interleaved, so drifts in machine load hit both alike
+        plain.fit(dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[plain_timer])
+        plain_times += plain_timer.times
+        bpa.fit(dataset(), epochs=1, verbose=0, shuffle=False, callbacks=[bpa_timer])
+        bpa_times += bpa_timer.times
+    # The fastest run of each: on a shared machine, other load only ever adds time.
+    plain_epoch, bpa_epoch = float(np.min(plain_times)), float(np.min(bpa_times))
+
+    probe = filter_probe(bpa.network, bpa.split_layers[0], args.masks_per_pass)
+    tiled = filter_probe(bpa.network, bpa.split_layers[0], method="tile")
+    subset = dataset().take(args.compare_batches)
+    fast = filter_confusions([probe], subset)[0]  # traces
+    naive = _naive_confusions(tiled, subset)  # traces
+    if not np.array_equal(fast, naive):
+        raise RuntimeError("batched masked passes disagree with the naive passes")
+    fast_times, naive_times = [], []
+    for _ in range(args.repeats):
+        fast_times.append(_timed(lambda: filter_confusions([probe], subset)))
+        naive_times.append(_timed(lambda: _naive_confusions(tiled, subset)))
+    # The whole refresh, every split layer, on the whole set: what the callback runs.
+    refresh = min(_timed(lambda: bpa.compute_gamma(dataset())) for _ in range(2))
+
+    memory = PeakMemory()
+    if memory.device:
+        _, eval_peak = memory.measure(lambda: bpa.network.predict(dataset(), verbose=0))
+        _, refresh_peak = memory.measure(lambda: bpa.compute_gamma(dataset()))
+    else:
+        eval_peak, refresh_peak = _child_peaks(bpa, x, y, args.batch_size)
+    return {
+        "samples": len(y),
+        "split_layers": bpa.split_layers,
+        "filters": probe.num_filters,
+        "probe_method": probe.method,
+        "plain_epoch_s": plain_epoch,
+        "bpa_epoch_s": bpa_epoch,
+        "throughput_ratio": plain_epoch / bpa_epoch,
+        "refresh_s": refresh,
+        "compare_batches": args.compare_batches,
+        "refresh_layer_s": min(fast_times),
+        "naive_s": min(naive_times),
+        "refresh_vs_naive": min(fast_times) / min(naive_times),
+        "refresh_share_of_epoch": refresh / bpa_epoch,
+        "eval_peak_bytes": eval_peak,
+        "refresh_peak_bytes": refresh_peak,
+        "memory_ratio": refresh_peak / max(eval_peak, 1),
+        "memory_source": memory.source,
+    }
+
+
+def main(argv=None):
+    """Console entry point (`kerastransfer bench`): prints the benchmark, returns exit status 0."""
+    benchmark(argv)
+    return 0
+
+
+def benchmark(argv=None):
+    """Benchmarks BPA training and Gamma refresh against plain Keras on one model and data set.
+
+    Parses `argv` like the command line, prints the report and returns the measurements (dict).
+    """
+    parser = argparse.ArgumentParser(prog="kerastransfer bench", description=main.__doc__)
+    parser.add_argument(
+        "--data", default="embedded:mnist", help="a load_dataset source, or 'synthetic'"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=None, help="use the first N training samples"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=4, help="timed epochs per variant (fastest kept)"
+    )
+    parser.add_argument("--compare-batches", type=int, default=10,
+                        help="batches on which the refresh is compared with naive passes")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timings per comparison (fastest kept)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--filters", default="20,50", help="small_cnn convolution widths")
+    parser.add_argument("--dense", type=int, default=500)
+    parser.add_argument(
+        "--split", nargs="+", default=None, help="split layers (default: first Conv2D)"
+    )
+    parser.add_argument("--gamma", default="paper", choices=("paper", "agreement"))
+    parser.add_argument("--masks-per-pass", type=int, default=None)
+    args = parser.parse_args(argv)
+    if min(args.epochs, args.compare_batches, args.repeats) < 1:
+        parser.error("--epochs, --compare-batches and --repeats must be at least 1")
+    r = run(args)
+    mib = 1 / 2**20
+    print(
+        f"BPA benchmark: small_cnn filters={args.filters}, data={args.data} "
+        f"({r['samples']} samples), batch {args.batch_size}, split {r['split_layers']} "
+        f"(d={r['filters']}), gamma={args.gamma}"
+    )
+    print(f"  epoch time: plain fit {r['plain_epoch_s']:.3f} s, BPA fit {r['bpa_epoch_s']:.3f} s")
+    print(f"  throughput BPA / plain fit:          {r['throughput_ratio']:.3f}  (goal >= 0.95)")
+    print(f"  refresh / naive d full passes:       {r['refresh_vs_naive']:.3f}  "
+          f"({r['refresh_layer_s']:.3f} s vs {r['naive_s']:.3f} s on {r['compare_batches']} "
+          f"batches, {r['probe_method']} passes; goal <= 0.5)")
+    print(f"  refresh / one BPA training epoch:    {r['refresh_share_of_epoch']:.3f}  "
+          f"({r['refresh_s']:.3f} s; goal <= 0.10)")
+    print(f"  peak memory refresh / evaluation:    {r['memory_ratio']:.2f}  "
+          f"({r['refresh_peak_bytes'] * mib:.1f} MiB vs {r['eval_peak_bytes'] * mib:.1f} MiB; "
+          f"{r['memory_source']})")
+    return r
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

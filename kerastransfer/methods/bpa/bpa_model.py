@@ -1,0 +1,255 @@
+"""`BPAModel`: distributed backpropagation by basic probability assignment (Shahriari 2017, Eq. 9).
+
+Wraps any functional model. Its `train_step` (TensorFlow backend) multiplies the gradients of the
+parameters of filter k of each split layer by Gamma_k before the optimizer applies them: the split
+kernel[..., k] and bias[k], a directly following BatchNormalization's gamma[k] and beta[k], and
+the next convolution's input slice kernel[:, :, k, :]. Every other gradient reaches the optimizer
+(which may be a per-layer `keras.optimizers.MultiOptimizer`) unchanged.
+
+Gamma is model state: one non-trainable variable per split layer, saved and restored with the
+model (`.keras` files, `BackupAndRestore`). Each affected variable also has a precomputed
+broadcastable multiplier (a non-trainable variable updated whenever Gamma changes), so the hot
+path costs one multiply per affected gradient.
+
+Example:
+
+>>> import keras, numpy as np
+>>> from kerastransfer.models import small_cnn
+>>> net = small_cnn(filters=(4, 6), dense=16, num_classes=3)
+>>> model = BPAModel(net, split_layers=["conv1"], gamma="agreement")
+>>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+>>> x, y = np.random.rand(12, 28, 28, 1) * 255, np.arange(12) % 3
+>>> model.compute_gamma((x, y))["conv1"].shape
+(4,)
+>>> history = model.fit(x, y, epochs=1, verbose=0)
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerastransfer.methods.bpa import dempster_shafer, filter_costs, split_layers as splits
+from kerastransfer.methods.bpa.filter_probe import filter_probe
+
+
+@keras.saving.register_keras_serializable(package="kerastransfer")
+class BPAModel(keras.Model):
+    """A model trained by distributed backpropagation: per-filter gradient costs Gamma.
+
+    Args:
+        model: a functional `keras.Model` with one class-score output (softmax probabilities or
+            logits). Its layers are shared, not copied.
+        split_layers: Conv2D layer names of `model` whose filters get costs (default: the first
+            Conv2D).
+        gamma: cost functional, `"paper"` (Eq. 5, ||Theta||_2: faithful, but largest for filters
+            whose single-filter network predicts one class for everything) or `"agreement"`
+            ((1/C) sum_i r_ii s_ii). See `kerastransfer.methods.bpa.dempster_shafer`.
+        normalization: across the d filters: `"max"` (default), `"mean"` or `"none"`.
+        masks_per_pass: filters per batched pass when computing Gamma (default: all).
+
+    Gamma starts at ones (plain backpropagation) until `compute_gamma` or `set_gamma` is called;
+    the `kerastransfer.methods.bpa.GammaRefresh` callback does it during `fit`.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        split_layers=None,
+        gamma="paper",
+        normalization="max",
+        masks_per_pass=None,
+        name=None,
+        **kwargs,
+    ):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"`model` must be a functional keras.Model. Received: {type(model).__name__}"
+            )
+        dempster_shafer.check_method(gamma)
+        dempster_shafer.check_normalization(normalization)
+        super().__init__(name=name or f"bpa_{model.name}", **kwargs)
+        self.network = model
+        layers = splits.resolve_split_layers(model, split_layers)
+        self.split_layers = [layer.name for layer in layers]
+        self.gamma_method = gamma
+        self.normalization = normalization
+        self.masks_per_pass = masks_per_pass
+        self._gamma_vars = [
+            self.add_weight(
+                shape=(layer.filters,),
+                initializer="ones",
+                trainable=False,
+                name=f"gamma_{layer.name}",
+            )
+            for layer in layers
+        ]
+        self._refresh_count = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, name="gamma_refreshes", dtype="int64"
+        )
+        # variable -> list of (gamma index, axis); one multiplier per affected variable.
+        groups = {}
+        for i, layer in enumerate(layers):
+            for variable, axis in splits.filter_parameters(model, layer):
+                groups.setdefault(id(variable), (variable, []))[1].append((i, axis))
+        scaled = []  # (variable, multiplier variable, [(gamma index, axis)])
+        for variable, members in groups.values():
+            multiplier = self.add_weight(
+                shape=splits.broadcast_shape(variable, members[0][1]) if len(members) == 1
+                else self._joint_shape(variable, members),
+                initializer="ones",
+                trainable=False,
+                name=f"gamma_scale_{variable.path.replace('/', '_')}",
+            )
+            scaled.append((variable, multiplier, members))
+        # Not tracked: the variables belong to `model` (saved there), the multipliers to `self`.
+        object.__setattr__(self, "_scaled", scaled)
+        object.__setattr__(self, "_probes", None)
+        self.built = True
+
+    @staticmethod
+    def _joint_shape(variable, members):
+        shape = [1] * len(variable.shape)
+        for _, axis in members:
+            shape[axis] = variable.shape[axis]
+        return tuple(shape)
+
+    def call(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    # -- Gamma state ---------------------------------------------------------------------------
+
+    @property
+    def gamma(self):
+        """Current Gamma: dict split-layer name -> NumPy array (d,)."""
+        return {
+            name: np.asarray(keras.ops.convert_to_numpy(v))
+            for name, v in zip(self.split_layers, self._gamma_vars)
+        }
+
+    @property
+    def gamma_refreshes(self):
+        """How many times Gamma was computed (0: still the initial ones)."""
+        return int(keras.ops.convert_to_numpy(self._refresh_count))
+
+    @property
+    def gamma_scales(self):
+        """dict variable path -> the multiplier applied to its gradient."""
+        return {v.path: np.asarray(keras.ops.convert_to_numpy(m)) for v, m, _ in self._scaled}
+
+    def set_gamma(self, values):
+        """Sets Gamma (dict layer name -> array (d,)) and refreshes the gradient multipliers."""
+        unknown = set(values) - set(self.split_layers)
+        if unknown:
+            raise ValueError(
+                f"Unknown split layers {sorted(unknown)}. This model splits {self.split_layers}."
+            )
+        current = self.gamma
+        for i, name in enumerate(self.split_layers):
+            if name not in values:
+                continue
+            value = np.asarray(values[name], dtype="float32")
+            valid = np.all(np.isfinite(value)) and not np.any(value < 0)
+            if value.shape != current[name].shape or not valid:
+                raise ValueError(
+                    f"Gamma for '{name}' must be {current[name].shape[0]} finite non-negative "
+                    f"values. Received shape {value.shape}, "
+                    f"min {value.min() if value.size else None}"
+                )
+            current[name] = value
+            self._gamma_vars[i].assign(value)
+        for variable, multiplier, members in self._scaled:
+            scale = np.ones(multiplier.shape, dtype="float32")
+            for i, axis in members:
+                scale = scale * current[self.split_layers[i]].reshape(
+                    splits.broadcast_shape(variable, axis)
+                )
+            multiplier.assign(scale)
+
+    def compute_gamma(self, data, *, subset="train", strategy=None):
+        """Computes Gamma from the d masked passes per split layer on `data` and sets it.
+
+        Args:
+            data: the labelled set: batched `tf.data.Dataset` of `(x, y)` or `(x, y)` arrays.
+                Under a `tf.distribute` strategy (the model's by default) the batches are split
+                across replicas and the confusion matrices summed before Gamma is formed.
+                A `kerastransfer.data.TransferData` works too: `subset` then picks
+                `"train"` (default), `"validation"` or `"train+validation"`.
+
+        Returns:
+            dict layer name -> Gamma (NumPy array (d,)).
+        """
+        if self._probes is None:
+            probes = [
+                filter_probe(self.network, self.network.get_layer(n), self.masks_per_pass)
+                for n in self.split_layers
+            ]
+            object.__setattr__(self, "_probes", probes)
+        strategy = strategy or self.distribute_strategy
+        data = filter_costs.labelled_set(data, subset)
+        confusions = filter_costs.filter_confusions(self._probes, data, strategy=strategy)
+        values = {
+            p.layer.name: dempster_shafer.normalize_gamma(
+                dempster_shafer.gamma(c, self.gamma_method), self.normalization
+            )
+            for p, c in zip(self._probes, confusions)
+        }
+        self.set_gamma(values)
+        self._refresh_count.assign(self._refresh_count + 1)
+        object.__setattr__(
+            self, "last_confusions", {p.layer.name: c for p, c in zip(self._probes, confusions)}
+        )
+        return values
+
+    # -- training ------------------------------------------------------------------------------
+
+    def scale_gradients(self, gradients, variables):
+        """Multiplies each filter's gradients by its Gamma; others pass unchanged."""
+        multipliers = {id(v): m for v, m, _ in self._scaled}
+        scaled = []
+        for g, v in zip(gradients, variables):
+            m = multipliers.get(id(v))
+            if m is not None and g is not None:
+                g = g * tf.cast(m.value, g.dtype)
+            scaled.append(g)
+        return scaled
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            # compute_loss divides by the number of replicas; track the per-batch mean loss, as
+            # Keras's own train_step does (its helper for this has no public name).
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            self._loss_tracker.update_state(
+                loss * tf.cast(replicas, loss.dtype),
+                sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
+            )
+            if self.optimizer is not None:
+                loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_weights
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(self.scale_gradients(gradients, variables), variables))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    # -- saving --------------------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "model": keras.saving.serialize_keras_object(self.network),
+            "split_layers": list(self.split_layers),
+            "gamma": self.gamma_method,
+            "normalization": self.normalization,
+            "masks_per_pass": self.masks_per_pass,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(config["model"])
+        return cls(**config)

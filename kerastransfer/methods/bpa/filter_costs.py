@@ -1,0 +1,157 @@
+"""Gamma of every filter of a model's split layers: confusion matrices on a labelled set -> costs.
+
+The per-filter confusion matrices (`tf.math.confusion_matrix`, summed across replicas and workers
+under a `tf.distribute` strategy) of the single-filter networks are turned into costs Gamma by the
+Dempster-Shafer functions of `dempster_shafer.py`.
+
+Example:
+
+>>> import numpy as np, keras
+>>> inputs = keras.Input((8, 8, 1))
+>>> x = keras.layers.Conv2D(3, 3, name="conv1")(inputs)
+>>> x = keras.layers.Flatten()(x)
+>>> model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+>>> data = (np.random.rand(16, 8, 8, 1).astype("float32"), np.arange(16) % 2)
+>>> costs = compute_gamma(model, data, method="agreement")
+>>> costs["conv1"].shape
+(3,)
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from kerastransfer.methods.bpa import dempster_shafer
+from kerastransfer.methods.bpa.filter_probe import filter_probe
+from kerastransfer.methods.bpa.split_layers import resolve_split_layers
+
+SUBSETS = ("train", "validation", "train+validation")
+
+
+def labelled_set(data, subset="train"):
+    """The labelled set Gamma is computed on.
+
+    Args:
+        data: a `kerastransfer.data.TransferData` (then `subset` picks its split: the training
+            set by default, the validation set, or both, as the paper reports), or the set itself
+            (a batched `tf.data.Dataset` or `(x, y)` arrays, returned as is).
+        subset: `"train"`, `"validation"` or `"train+validation"` (TransferData only).
+    """
+    if subset not in SUBSETS:
+        raise ValueError(f"`subset` must be one of {SUBSETS}. Received: subset={subset!r}")
+    if not (hasattr(data, "dataset") and hasattr(data, "arrays")):
+        return data
+    if subset == "train":
+        return data.dataset("train")  # unshuffled: the counts do not depend on the order
+    if data.validation is None:
+        raise ValueError(
+            f"subset={subset!r} needs a validation split, but this TransferData has none. "
+            "Load it with `validation_split` > 0, or use subset='train'."
+        )
+    if subset == "validation":
+        return data.validation
+    return data.dataset("train").concatenate(data.validation)
+
+
+def as_dataset(data, batch_size=256):
+    """A batched `tf.data.Dataset` of `(x, y)` from a dataset or an `(x, y)` tuple of arrays."""
+    if isinstance(data, tf.data.Dataset):
+        return data.map(_drop_sample_weight)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return tf.data.Dataset.from_tensor_slices(tuple(data)).batch(batch_size)
+    raise ValueError(
+        "The labelled set for Gamma must be a batched `tf.data.Dataset` of (x, y) or a tuple "
+        f"(x, y) of arrays. Received: {type(data).__name__}"
+    )
+
+
+def _drop_sample_weight(*batch):
+    if len(batch) == 1 and isinstance(batch[0], (tuple, list)):
+        batch = tuple(batch[0])
+    if len(batch) < 2:
+        raise ValueError("The labelled set for Gamma must yield (x, y) batches with labels.")
+    return batch[0], batch[1]
+
+
+def filter_confusions(probes, data, strategy=None, batch_size=256):
+    """Sums the per-filter confusion matrices of each probe over a labelled set.
+
+    Args:
+        probes: list of `FilterProbe` (see `filter_probe`).
+        data: batched `tf.data.Dataset` of `(x, y)` (or `(x, y, sample_weight)`), or `(x, y)`
+            arrays.
+        strategy: a `tf.distribute.Strategy`; batches are split across its replicas (and
+            workers) and the counts summed across all of them. Default: the current strategy.
+
+    Returns:
+        list of int64 arrays of shape (d, C, C), one per probe.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    dataset = as_dataset(labelled_set(data), batch_size)
+    distributed = strategy.num_replicas_in_sync > 1 or isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    )
+    totals = [np.zeros((p.num_filters, p.num_classes, p.num_classes), np.int64) for p in probes]
+
+    def step(x, y):
+        return [p.confusions(x, y) for p in probes]
+
+    if distributed:
+        dataset = strategy.experimental_distribute_dataset(dataset)
+        for x, y in dataset:
+            per_replica = strategy.run(step, args=(x, y))
+            counts = [
+                strategy.reduce(tf.distribute.ReduceOp.SUM, c, axis=None) for c in per_replica
+            ]
+            for total, c in zip(totals, counts):
+                total += c.numpy()
+    else:
+        for x, y in dataset:
+            for total, c in zip(totals, step(x, y)):
+                total += c.numpy()
+    return totals
+
+
+def compute_gamma(
+    model,
+    data,
+    split_layers=None,
+    *,
+    method="paper",
+    normalization="max",
+    masks_per_pass=None,
+    strategy=None,
+    subset="train",
+    return_confusions=False,
+):
+    """Gamma for every filter of every split layer of `model` on a labelled set.
+
+    Args:
+        model: functional model with one class-score output.
+        data: the labelled set (see `filter_confusions`).
+        split_layers: names of Conv2D layers (default: the first Conv2D).
+        method: `"paper"` or `"agreement"` (see `dempster_shafer.gamma`).
+        normalization: `"max"`, `"mean"` or `"none"` across the d filters of each layer.
+        masks_per_pass: see `FilterProbe`.
+        strategy: see `filter_confusions`.
+        subset: with a `TransferData` as `data`: `"train"`, `"validation"` or
+            `"train+validation"` (see `labelled_set`).
+        return_confusions: also return the (d, C, C) confusion matrices.
+
+    Returns:
+        dict layer name -> float64 array (d,) (and a dict of confusions when asked).
+    """
+    dempster_shafer.check_method(method)
+    dempster_shafer.check_normalization(normalization)
+    data = labelled_set(data, subset)
+    probes = [
+        filter_probe(model, layer, masks_per_pass)
+        for layer in resolve_split_layers(model, split_layers)
+    ]
+    confusions = filter_confusions(probes, data, strategy=strategy)
+    costs = {
+        p.layer.name: dempster_shafer.normalize_gamma(dempster_shafer.gamma(c, method), normalization)
+        for p, c in zip(probes, confusions)
+    }
+    if return_confusions:
+        return costs, {p.layer.name: c for p, c in zip(probes, confusions)}
+    return costs

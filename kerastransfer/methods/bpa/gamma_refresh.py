@@ -1,0 +1,149 @@
+"""`GammaRefresh`: recomputes a `BPAModel`'s Gamma during `fit` and logs it.
+
+Gamma is computed at the start of the first epoch of a run (before any fine-tuning step: run a
+short warm-up of the new head with the body frozen first, so the confusion matrices mean
+something) and then every `every` epochs, at the start of the epoch. Runs resumed by
+`keras.callbacks.BackupAndRestore` keep the restored Gamma unless a refresh is due, so they follow
+the same schedule as an uninterrupted run.
+
+Every epoch's logs (hence `History`) receive, per split layer, the statistics of the Gamma used
+during that epoch: `gamma/<layer>/min`, `.../mean`, `.../max` and `.../frozen` (filters with
+Gamma below `frozen_threshold`). With `log_dir` (or `writer`), the same scalars and a histogram are
+written to TensorBoard.
+
+Example:
+
+>>> import numpy as np
+>>> from kerastransfer.models import small_cnn
+>>> from kerastransfer.methods.bpa import BPAModel
+>>> model = BPAModel(small_cnn(filters=(4, 6), dense=16, num_classes=3))
+>>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+>>> x, y = np.random.rand(12, 28, 28, 1) * 255, np.arange(12) % 3
+>>> history = model.fit(x, y, epochs=2, verbose=0, callbacks=[GammaRefresh((x, y))])
+>>> sorted(k for k in history.history if k.startswith("gamma/"))[:2]
+['gamma/conv1/frozen', 'gamma/conv1/max']
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerastransfer.methods.bpa import filter_costs
+
+
+class GammaRefresh(keras.callbacks.Callback):
+    """Recomputes Gamma of a `BPAModel` every `every` epochs and logs its statistics.
+
+    Args:
+        data: the labelled set Gamma is computed on: a batched `tf.data.Dataset` of `(x, y)`, an
+            `(x, y)` tuple of arrays, or a `kerastransfer.data.TransferData`.
+        every: epochs between refreshes (default 1: every epoch).
+        subset: with a `TransferData`: `"train"` (default), `"validation"` or
+            `"train+validation"` (the paper reports both training- and validation-set variants).
+        max_batches: compute Gamma on at most this many batches of the set (default: all). The
+            refresh costs about d forward passes of the layers above the split layer per sample,
+            often more than a training epoch: bound it with this, or refresh less often.
+        frozen_threshold: Gamma below this counts as an effectively frozen filter.
+        log_dir: a TensorBoard log directory for `tf.summary` scalars and histograms.
+        writer: an existing `tf.summary` writer (instead of `log_dir`).
+        verbose: 1 prints one line per refresh.
+    """
+
+    def __init__(
+        self,
+        data,
+        every=1,
+        *,
+        subset="train",
+        max_batches=None,
+        frozen_threshold=1e-3,
+        log_dir=None,
+        writer=None,
+        verbose=0,
+    ):
+        super().__init__()
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"`every` must be a positive integer. Received: every={every!r}")
+        if log_dir is not None and writer is not None:
+            raise ValueError("Pass `log_dir` or `writer`, not both.")
+        if subset not in filter_costs.SUBSETS:
+            raise ValueError(
+                f"`subset` must be one of {filter_costs.SUBSETS}. Received: subset={subset!r}"
+            )
+        if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+            raise ValueError(
+                f"`max_batches` must be None or a positive integer. Received: {max_batches!r}"
+            )
+        self.data = data
+        self.subset = subset
+        self.max_batches = max_batches
+        self.every = every
+        self.frozen_threshold = float(frozen_threshold)
+        self.log_dir = log_dir
+        self.verbose = verbose
+        self._writer = writer
+        self.refresh_epochs = []  # epochs at whose start Gamma was computed in this run
+        self._first_epoch = True
+
+    def _check_model(self):
+        if not hasattr(self.model, "compute_gamma") or not hasattr(self.model, "gamma"):
+            raise ValueError(
+                "GammaRefresh needs a `kerastransfer.methods.bpa.BPAModel`. Received: "
+                f"{type(self.model).__name__}. Wrap your model: "
+                "`BPAModel(model, split_layers=...)`."
+            )
+
+    def on_train_begin(self, logs=None):
+        self._check_model()
+        self._first_epoch = True
+        if self._writer is None and self.log_dir is not None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        first, self._first_epoch = self._first_epoch, False
+        # A fresh run computes Gamma before its first step; a resumed run (BackupAndRestore
+        # restores Gamma in on_train_begin) keeps it unless the schedule says otherwise.
+        if epoch % self.every == 0 or (first and self.model.gamma_refreshes == 0):
+            data = filter_costs.as_dataset(filter_costs.labelled_set(self.data, self.subset))
+            if self.max_batches is not None:
+                data = data.take(self.max_batches)
+            self.model.compute_gamma(data)
+            self.refresh_epochs.append(epoch)
+            if self.verbose:
+                stats = self.statistics()
+                print(
+                    f"Epoch {epoch + 1}: Gamma refreshed ("
+                    + ", ".join(
+                        f"{n}: mean {stats[f'gamma/{n}/mean']:.3f}, "
+                        f"frozen {stats[f'gamma/{n}/frozen']:.0f}"
+                        for n in self.model.split_layers
+                    )
+                    + ")"
+                )
+
+    def statistics(self):
+        """Per-layer Gamma statistics, keyed as they appear in `logs`."""
+        stats = {}
+        for name, values in self.model.gamma.items():
+            stats[f"gamma/{name}/min"] = float(np.min(values))
+            stats[f"gamma/{name}/mean"] = float(np.mean(values))
+            stats[f"gamma/{name}/max"] = float(np.max(values))
+            stats[f"gamma/{name}/frozen"] = float(np.sum(values < self.frozen_threshold))
+        return stats
+
+    def on_epoch_end(self, epoch, logs=None):
+        stats = self.statistics()
+        if logs is not None:
+            logs.update(stats)
+        if self._writer is not None:
+            with self._writer.as_default(step=epoch):
+                for key, value in stats.items():
+                    tf.summary.scalar(key, value)
+                for name, values in self.model.gamma.items():
+                    tf.summary.histogram(f"gamma/{name}", values)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None and self.log_dir is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,169 @@
+"""`DomainAdaptationModel`: the base of `DANModel` and `DANNModel`.
+
+Unsupervised domain adaptation trains a classifier on labelled source images and unlabelled
+target images together. The model wraps a functional classifier and takes batches
+`((x_source, x_target), y_source)` (see `paired_dataset`): both halves run through the
+classifier in one forward pass, the compiled loss sees only the source predictions and source
+labels, and a subclass adds a domain term computed from the features of named layers through
+`add_loss`, so `fit`, callbacks, `tf.distribute` and per-layer optimizer maps work unchanged:
+
+    loss = L_cls(y_source, f(x_source)) + lambda * L_domain(features(x_source), features(x_target))
+
+Called on a single image batch (`evaluate`, `predict`, serving) it is the plain classifier.
+Target labels have no way in: a batch whose target half carries labels, or labels for both
+domains, is refused with an error.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+PACKAGE = "kerastransfer"
+
+
+def check_weight(value, what):
+    """A non-negative float, or a `LearningRateSchedule` (evaluated at the optimizer step)."""
+    if isinstance(value, dict):
+        value = keras.optimizers.schedules.deserialize(value)
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        return value
+    if callable(value):
+        raise TypeError(
+            f"`{what}` must be a number or a `keras.optimizers.schedules.LearningRateSchedule` "
+            f"(serializable, no lambdas), e.g. `AdaptationRamp(total_steps)`. Received: {value!r}"
+        )
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{what}` must be a number or a schedule. Received: {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"`{what}` must be a finite number >= 0. Received: {value}")
+    return number
+
+
+def serialize_weight(value):
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        return keras.optimizers.schedules.serialize(value)
+    return value
+
+
+class DomainAdaptationModel(keras.Model):
+    """A classifier trained on `((x_source, x_target), y_source)` batches plus a domain term.
+
+    Subclasses implement `domain_loss(features, num_source, training)` and return the weighted
+    domain term; `features` holds, for each of `layer_names`, the joined (source then target)
+    activations of that layer.
+
+    Args:
+        classifier: a functional `keras.Model` with one image input and one output.
+        layer_names: names of the classifier layers whose outputs the domain term reads.
+        domain_loss_weight: lambda >= 0, a number or a `LearningRateSchedule` evaluated at the
+            optimizer's step (e.g. `AdaptationRamp`).
+        **kwargs: base `keras.Model` arguments (name).
+    """
+
+    def __init__(self, classifier, layer_names, domain_loss_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(classifier, keras.Model) or not hasattr(classifier, "inputs"):
+            raise TypeError(
+                "`classifier` must be a functional keras.Model (built with keras.Input). "
+                f"Received: {type(classifier).__name__}"
+            )
+        if len(classifier.inputs) != 1 or len(classifier.outputs) != 1:
+            raise ValueError(
+                "`classifier` must have one image input and one output. Received "
+                f"{len(classifier.inputs)} inputs and {len(classifier.outputs)} outputs."
+            )
+        if isinstance(layer_names, str):
+            layer_names = [layer_names]
+        layer_names = list(layer_names)
+        if not layer_names:
+            raise ValueError("`layer_names` is empty: name at least one layer of the classifier.")
+        known = [layer.name for layer in classifier.layers]
+        missing = [n for n in layer_names if n not in known]
+        if missing:
+            raise ValueError(
+                f"`layer_names` {missing} are not layers of classifier '{classifier.name}'. "
+                f"Its layers are: {known}."
+            )
+        self.classifier = classifier
+        self.layer_names = layer_names
+        self.domain_loss_weight = check_weight(domain_loss_weight, "domain_loss_weight")
+        self.taps = keras.Model(
+            classifier.inputs,
+            [classifier.outputs[0]] + [classifier.get_layer(n).output for n in layer_names],
+            name=f"{classifier.name}_taps",
+        )
+
+    @property
+    def feature_shapes(self):
+        """Output shapes of the named layers (batch axis included)."""
+        return [tuple(t.shape) for t in self.taps.outputs[1:]]
+
+    def scheduled(self, value):
+        """A weight now: the number itself, or the schedule at the optimizer's step."""
+        if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+            step = self.optimizer.iterations if self.optimizer is not None else 0
+            return ops.cast(value(step), "float32")
+        return value
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, (tuple, list)):
+            return self.classifier(inputs, training=training)
+        x_source, x_target = self._check_pair(inputs)
+        num_source = ops.shape(x_source)[0]
+        outputs = self.taps(ops.concatenate([x_source, x_target], axis=0), training=training)
+        self.add_loss(self.domain_loss(list(outputs[1:]), num_source, training=training))
+        return outputs[0][:num_source]
+
+    def domain_loss(self, features, num_source, training=None):
+        raise NotImplementedError
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if isinstance(x, (tuple, list)) and isinstance(y, (tuple, list)):
+            raise ValueError(
+                "The labels of a domain adaptation batch must be the source labels alone; "
+                f"received a structure of {len(y)} label tensors. Target labels must never "
+                "reach training: build batches with `paired_dataset` (it drops them)."
+            )
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+
+    def _check_pair(self, inputs):
+        if len(inputs) != 2:
+            raise ValueError(
+                "A domain adaptation batch is `(x_source, x_target)`. Received a structure of "
+                f"{len(inputs)} tensors."
+            )
+        x_source, x_target = inputs
+        if isinstance(x_target, (tuple, list, dict)) or isinstance(x_source, (tuple, list, dict)):
+            raise ValueError(
+                "The target half of a batch must be images only, never (images, labels): target "
+                "labels are not to be read. Use `paired_dataset(..., drop_target_labels=True)`."
+            )
+        expected = tuple(self.classifier.inputs[0].shape[1:])
+        for what, x in (("source", x_source), ("target", x_target)):
+            shape = tuple(x.shape[1:])
+            if len(shape) != len(expected) or any(
+                a is not None and b is not None and a != b for a, b in zip(shape, expected)
+            ):
+                raise ValueError(
+                    f"The {what} images have shape {shape} but the classifier takes {expected}. "
+                    "Convert both domains to the classifier's input (`paired_dataset(..., "
+                    "image_shape=...)` or `load_dataset(..., image_shape=...)`)."
+                )
+        return x_source, x_target
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "classifier": keras.saving.serialize_keras_object(self.classifier),
+            "layer_names": list(self.layer_names),
+            "domain_loss_weight": serialize_weight(self.domain_loss_weight),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["classifier"] = keras.saving.deserialize_keras_object(config["classifier"])
+        return cls(**config)

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+from kerastransfer import data as data_module
+from kerastransfer.data import sources
+from kerastransfer.data import load_dataset
+
+
+def write_npz(path, **overrides):
+    rng = np.random.default_rng(0)
+    arrays = dict(
+        x_train=rng.integers(0, 256, (60, 8, 8), dtype=np.uint8),
+        y_train=np.repeat(np.arange(3), 20),
+        x_test=rng.integers(0, 256, (15, 8, 8), dtype=np.uint8),
+        y_test=np.repeat(np.arange(3), 5),
+    )
+    arrays.update(overrides)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)
+
+
+def test_embedded_sample_loads_with_stratified_seeded_validation():
+    d = load_dataset("embedded:mnist", validation_split=0.1)
+    x_train, y_train = d.arrays("train")
+    x_val, y_val = d.arrays("validation")
+    assert d.info.num_classes == 10 and d.info.image_shape == (28, 28, 1)
+    assert x_train.dtype == np.uint8 and len(x_train) == 4500 and len(x_val) == 500
+    assert np.bincount(y_val).tolist() == [50] * 10
+    again = load_dataset("embedded:mnist", validation_split=0.1)
+    np.testing.assert_array_equal(again.arrays("validation")[1], y_val)
+    np.testing.assert_array_equal(again.arrays("validation")[0], x_val)
+    other = load_dataset("embedded:mnist", validation_split=0.1, seed=1)
+    assert not np.array_equal(other.arrays("validation")[0], x_val)
+    images, labels = next(iter(d.test))
+    assert images.dtype.name == "float32" and labels.dtype.name == "int64" and images.shape == (64, 28, 28, 1)
+
+
+def test_samples_per_class_and_class_subsets():
+    d = load_dataset("embedded:usps", samples_per_class=5, classes=[7, 3])
+    _, y = d.arrays("train")
+    assert np.bincount(y).tolist() == [5, 5]
+    assert d.info.class_names == ("7", "3")
+    full = load_dataset("embedded:usps", validation_split=0)
+    x_test, y_test = d.arrays("test")
+    np.testing.assert_array_equal(x_test[y_test == 0], full.arrays("test")[0][full.arrays("test")[1] == 7])
+    assert d.validation is not None and load_dataset("embedded:usps", validation_split=0).validation is None
+    with pytest.raises(ValueError, match="fewer than samples_per_class=400"):
+        load_dataset("embedded:usps", samples_per_class=400)
+
+
+def test_conversion_to_model_input_spec():
+    pad = load_dataset("embedded:mnist", image_shape=(32, 32, 3), resize="pad", batch_size=8)
+    x, _ = next(iter(pad.test))
+    x = x.numpy()
+    assert x.shape == (8, 32, 32, 3)
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])  # gray repeated three times
+    assert np.all(x[:, :2] == 0) and np.all(x[:, :, -2:] == 0)  # centred padding
+    np.testing.assert_array_equal(x[:, 2:30, 2:30, 0], pad.arrays("test")[0][:8, ..., 0])
+    resized = load_dataset("embedded:usps", image_shape=(28, 28, 1), batch_size=4)
+    assert next(iter(resized.train))[0].shape == (4, 28, 28, 1)
+    rgb = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
+    gray = data_module.convert_channels(rgb, 1).numpy()
+    np.testing.assert_allclose(gray[..., 0], rgb @ np.array([0.2989, 0.587, 0.114]), rtol=1e-3)
+
+
+def test_npz_files_and_their_errors(tmp_path):
+    d = load_dataset(write_npz(tmp_path / "ok.npz"), validation_split=0.25)
+    assert d.info.num_classes == 3 and d.info.image_shape == (8, 8, 1)
+    assert np.bincount(d.arrays("validation")[1]).tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match=r"lacks the arrays \['y_test'\]"):
+        load_dataset(write_npz(tmp_path / "a.npz", y_test=None))
+    with pytest.raises(ValueError, match="labels out of range: \\[-1\\]"):
+        load_dataset(write_npz(tmp_path / "b.npz", y_train=np.repeat([-1, 1, 2], 20)))
+    with pytest.raises(ValueError, match="must hold integer class ids"):
+        load_dataset(write_npz(tmp_path / "c.npz", y_test=np.full(15, 0.5)))
+    with pytest.raises(ValueError, match="Classes \\[2\\] have no test images"):
+        load_dataset(write_npz(tmp_path / "d.npz", y_test=np.repeat([0, 1, 1], 5)), classes=[1, 2])
+    with pytest.raises(ValueError, match="out of range"):
+        load_dataset(write_npz(tmp_path / "e.npz"), classes=[0, 5])
+    with pytest.raises(ValueError, match="images shaped"):
+        load_dataset(write_npz(tmp_path / "f.npz", x_test=np.zeros((15, 8), np.uint8)))
+    with pytest.raises(FileNotFoundError):
+        load_dataset(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="Unknown embedded dataset 'svhn'"):
+        load_dataset("embedded:svhn")
+
+
+def test_image_folders(tmp_path):
+    import keras
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for name in ("cat", "dog"):
+            folder = tmp_path / "pets" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                keras.utils.save_img(folder / f"{i}.png", rng.integers(0, 256, (10, 12, 3)).astype("uint8"))
+    d = load_dataset(str(tmp_path / "pets"), validation_split=0.5, image_shape=(16, 16, 3))
+    assert d.info.class_names == ("cat", "dog") and d.info.num_classes == 2
+    assert len(d.arrays("train")[1]) == 6 and len(d.arrays("test")[1]) == 4
+    assert next(iter(d.train))[0].shape[1:] == (16, 16, 3)
+    (tmp_path / "empty" / "a").mkdir(parents=True)
+    (tmp_path / "empty" / "b").mkdir(parents=True)
+    with pytest.raises(ValueError, match="hold no images"):
+        load_dataset(str(tmp_path / "empty"))
+
+
+def test_tfds_names_fail_fast_and_clearly_offline(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="Did you mean svhn_cropped"):
+        load_dataset("svhn_croped")
+    monkeypatch.setattr(sources, "_network_available", lambda: False)
+    with pytest.raises(RuntimeError, match="pass data_dir=DIR"):
+        load_dataset("cifar10", data_dir=str(tmp_path))
+
+
+def test_shared_full_datasets_load(shared_data):
+    d = load_dataset(str(shared_data / "mnist_small.npz"), samples_per_class=40)
+    assert np.bincount(d.arrays("train")[1]).tolist() == [40] * 10
+    assert len(d.arrays("test")[1]) == 2000

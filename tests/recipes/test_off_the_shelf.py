@@ -1,0 +1,94 @@
+"""The off-the-shelf recipe: ImageNet features + linear probes against random features and
+fine-tuning, the composed (exportable) models, and bad input."""
+
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from kerastransfer.methods.feature_extraction import linear_classifier
+
+
+
+@pytest.fixture(scope="module")
+def recipe(load_recipe):
+    return load_recipe("off_the_shelf")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(recipe, imagenet_weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved_models")
+    result = recipe.main([
+        "--image-size", "48", "--samples-per-class", "10", "--validation-split", "0.05",
+        "--linear-epochs", "100", "--fine-tune-epochs", "1", "--batch-size", "50",
+        "--export", "--export-dir", str(out),
+    ])
+    return result
+
+
+def test_feature_normalizer_is_scale_invariant_with_unit_rms(recipe):
+    x = np.random.default_rng(0).uniform(0, 6, (4, 32)).astype("float32")
+    normalizer = recipe.feature_normalizer(32)
+    a, b = normalizer.predict(x, verbose=0), normalizer.predict(x * 1e-12, verbose=0)
+    np.testing.assert_allclose(a, b, rtol=1e-4)
+    np.testing.assert_allclose(np.sqrt(np.mean(a**2, axis=1)), 1.0, rtol=1e-5)
+
+
+def test_compose_turns_svm_scores_into_probabilities(recipe):
+    inputs = keras.Input((8, 8, 3))
+    extractor = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    svm = linear_classifier(3, 4, loss="hinge")
+    model = recipe.compose(extractor, recipe.feature_normalizer(3), svm, "composed")
+    x = np.random.default_rng(1).uniform(0, 255, (5, 8, 8, 3)).astype("float32")
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-5)
+    assert model.layers[-1].name == "probabilities"
+
+
+def test_imagenet_features_beat_random_features_and_rows_are_complete(tiny_run):
+    rows = {r["key"]: r for r in tiny_run["rows"]}
+    assert list(rows) == ["softmax", "svm", "random", "fine-tune"]
+    # Linear probe: 1280 features x 10 classes + 10 biases; fine-tuning trains the network too
+    # (BatchNormalization frozen), so it has far more trainable parameters.
+    assert rows["softmax"]["trainable_params"] == rows["svm"]["trainable_params"] == 12_810
+    assert rows["fine-tune"]["trainable_params"] > 2_000_000
+    for r in rows.values():
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+    # The same probe on the same architecture: ImageNet weights must give better features.
+    assert rows["softmax"]["test_accuracy"] > rows["random"]["test_accuracy"] + 0.05
+    assert rows["softmax"]["test_accuracy"] > 0.4 and rows["svm"]["test_accuracy"] > 0.25
+    assert rows["fine-tune"]["epochs"] == 1
+
+
+def test_fine_tuning_keeps_batchnorm_frozen_and_trains_the_backbone(tiny_run):
+    model = tiny_run["models"]["fine-tune"]
+    layers = [sub for layer in model.layers
+              for sub in (layer.layers if isinstance(layer, keras.Model) else [layer])]
+    batchnorm = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batchnorm and not any(layer.trainable for layer in batchnorm)
+    assert any(isinstance(layer, keras.layers.Conv2D) and layer.trainable for layer in layers)
+
+
+def test_export_serves_raw_images_like_the_keras_model(tiny_run, serve_in_fresh_process):
+    path = tiny_run["export_path"]
+    best = max((r for r in tiny_run["rows"] if r["key"] != "random"),
+               key=lambda r: r["val_accuracy"])
+    model = tiny_run["models"][best["key"]]
+    raw = tiny_run["data"].arrays("test")[0][:4]  # 28x28x1 uint8, as a user has them
+    expected = model.predict(
+        keras.ops.image.resize(np.repeat(raw, 3, -1).astype("float32"), (48, 48)), verbose=0)
+    served = serve_in_fresh_process(path, raw)["probabilities"]
+    np.testing.assert_allclose(served, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_bad_input_is_a_clear_error(recipe, tmp_path):
+    with pytest.raises(ValueError, match="Unknown backbone 'ResNet9'"):
+        recipe.build_classifier("ResNet9", (32, 32, 3), 10)
+    with pytest.raises(FileNotFoundError, match="--weights-file"):
+        recipe.main(["--weights-file", str(tmp_path / "missing.h5"), "--image-size", "32",
+                     "--samples-per-class", "1"])
+    with pytest.raises(ValueError, match="--validation-split > 0"):
+        recipe.main(["--validation-split", "0", "--image-size", "32", "--samples-per-class", "1"])
+    with pytest.raises(SystemExit):
+        recipe.main(["--backbone", "ResNet9"])
