@@ -1,7 +1,8 @@
 """Distributed deep transfer learning by basic probability assignment: Tables 1-3.
 
-Reproduces the experiments of Shahriari, "Distributed Deep Transfer Learning by Basic Probability
-Assignment" (`shared/seeds/000_181237b0ec7b05f3.txt`), with the corrections of `SPEC.md` §4:
+Reproduces the experiments of A. Shahriari, "Distributed Deep Transfer Learning by Basic
+Probability Assignment" (2017), with a corrected Dempster normaliser and a second Gamma functional
+(`kerastransfer.methods.bpa.dempster_shafer`):
 
 1. Table 1: a primary network per dataset (cached in `saved_models/primary/`), its train and
    test error.
@@ -13,7 +14,8 @@ Assignment" (`shared/seeds/000_181237b0ec7b05f3.txt`), with the corrections of `
                 first Conv2D, 20 filters as in the paper's MNIST network) scaled by Gamma_k,
                 computed from the single-filter networks' confusion matrices, refreshed every
                 epoch; one row per Gamma functional (`paper`: ||Theta||_2; `agreement`).
-   Every transfer starts with a warm-up of the new head with the body frozen (SPEC §4 "Refresh").
+   Every transfer starts with a warm-up of the new head with the body frozen, so the
+   single-filter networks' confusion matrices mean something.
    Several seeds; the table gives mean +- standard deviation of train and test error (%).
 
 The paper's pairs need SVHN and CIFAR through tensorflow-datasets (`--pairs mnist:svhn_cropped,
@@ -27,8 +29,11 @@ on 2 CPU cores; add the Fashion-MNIST pairs with `--pairs`):
     python recipes/bpa_paper.py --pairs mnist:usps,usps:mnist,mnist:fashion_mnist,fashion_mnist:mnist
 
 `--data-root ../shared/data` uses the larger `.npz` files there instead (`mnist_small.npz`,
-`usps.npz`, `fashion_mnist_small.npz`). `--export` writes each pair's BPA model as a SavedModel into
-`saved_models/bpa_<primary>_to_<target>/`. `--backup-dir` makes every fit resumable.
+`usps.npz`, `fashion_mnist_small.npz`); any source `load_dataset` takes (an `.npz` path, an image
+folder, a tensorflow-datasets name) works as a pair member. `--export` writes each pair's BPA
+model as a SavedModel into `saved_models/bpa_<primary>_to_<target>/`. `--backup-dir DIR` makes
+every fit resumable and keeps finished runs, so a re-run after a kill skips them. Seeded and
+deterministic by default: the same command prints the same table.
 """
 
 import argparse
@@ -37,16 +42,23 @@ import time
 
 import keras
 import numpy as np
+from _common import (
+    RunCache,
+    add_common_flags,
+    atomic_save,
+    fit,
+    load,
+    set_seeds,
+    tag,
+    train_or_load_primary,
+)
 
 from kerastransfer import surgery
-from kerastransfer.methods.bpa import BPAModel, GammaRefresh
-from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
-from kerastransfer.models import small_cnn, train_or_load_primary
+from kerastransfer.methods.bpa import BPAModel, GammaRefresh
+from kerastransfer.models import small_cnn
 
-SAVED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models")
 OFFLINE_PAIRS = "mnist:usps,usps:mnist"
-SHARED_FILES = {"mnist": "mnist_small.npz", "usps": "usps.npz", "fashion_mnist": "fashion_mnist_small.npz"}
 
 # The paper's published errors (%), train / test.
 PAPER_TABLE1 = {"MNIST": (0.04, 0.55), "SVHN": (0.13, 3.81), "CIFAR-10": (0.01, 19.40), "CIFAR-100": (0.17, 50.90)}
@@ -65,14 +77,11 @@ PAPER_TABLES23 = [  # primary, target, standard (train, test), distributed (trai
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--pairs", default=OFFLINE_PAIRS, help="comma-separated primary:target dataset pairs")
-    p.add_argument("--data-root", default=None, help="folder of .npz files to use instead of the embedded samples")
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
     p.add_argument("--image-shape", default="28,28,1", help="network input, e.g. 32,32,3 for the paper's pairs")
     p.add_argument("--samples-per-class", type=int, default=None, help="target training images per class")
-    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--primary-epochs", type=int, default=4)
     p.add_argument("--warmup-epochs", type=int, default=1, help="new head only, body frozen")
-    p.add_argument("--epochs", type=int, default=3, help="transfer epochs after the warm-up")
     p.add_argument("--frozen-levels", type=int, default=2, help="levels frozen by standard transfer")
     p.add_argument("--gamma", default="paper,agreement", help="Gamma functionals to run: paper, agreement")
     p.add_argument("--normalization", default="max", choices=["max", "mean", "none"])
@@ -82,28 +91,13 @@ def parse_args(argv=None):
     p.add_argument("--split-layers", default="conv1")
     p.add_argument("--lr", type=float, default=0.01, help="SGD rate of the transfers (momentum 0.9)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--saved-models", default=SAVED_MODELS)
-    p.add_argument("--backup-dir", default=None)
-    p.add_argument("--export", action="store_true")
-    p.add_argument("--verbose", type=int, default=0)
+    add_common_flags(p, seeds=3, epochs=3)  # --epochs: transfer epochs after the warm-up
     return p.parse_args(argv)
 
 
-def load(name, args, seed=0, **kwargs):
-    source = name
-    if name in ("mnist", "usps", "fashion_mnist"):
-        source = os.path.join(args.data_root, SHARED_FILES[name]) if args.data_root else f"embedded:{name}"
-    return load_dataset(
-        source, image_shape=args.shape, batch_size=args.batch_size, seed=seed, data_dir=args.data_dir, **kwargs
-    )
-
-
-def fit(model, data, args, epochs, name, callbacks=()):
-    callbacks = list(callbacks)
-    if args.backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(args.backup_dir, name)))
-    model.fit(data.train, validation_data=data.validation, epochs=epochs, callbacks=callbacks,
-              verbose=args.verbose, shuffle=False)
+def load_pair_member(name, args, seed=0, **kwargs):
+    return load(name, args, image_shape=args.shape, batch_size=args.batch_size, seed=seed,
+                data_dir=args.data_dir, **kwargs)
 
 
 def errors(model, data):
@@ -115,19 +109,19 @@ def errors(model, data):
 
 
 def primary_network(name, args):
-    data = load(name, args)
-    tag = f"{name}_small_cnn_{'x'.join(map(str, args.shape))}".replace("/", "_")
-    path = os.path.join(args.saved_models, "primary", f"{tag}.keras")
+    data = load_pair_member(name, args)
+    name_tag = tag(name, "small_cnn", args.shape)
+    path = os.path.join(args.saved_models, "primary", f"{name_tag}.keras")
     model, _ = train_or_load_primary(
-        lambda n: small_cnn(args.shape, n, name=f"primary_{name}"), data, path,
-        epochs=args.primary_epochs, verbose=args.verbose,
+        lambda n: small_cnn(args.shape, n, name=f"primary_{tag(name)}"), data, path,
+        epochs=args.primary_epochs, seed=0, backup_dir=args.backup_dir, verbose=args.verbose,
     )
     return model, data
 
 
 def transfer(primary, target, args, method, seed):
     """One transfer run; returns (train error, test error, model, seconds, Gamma or None)."""
-    keras.utils.set_random_seed(seed)
+    set_seeds(seed, deterministic=not args.nondeterministic)
     net = surgery.replace_head(
         small_cnn(args.shape, target.info.num_classes, name="target"), target.info.num_classes, cut_layer="dropout"
     )
@@ -139,7 +133,9 @@ def transfer(primary, target, args, method, seed):
     for name in body:
         net.get_layer(name).trainable = False
     net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(net, target, args, args.warmup_epochs, f"{method}-{seed}-warmup")
+    run = f"{tag(args.primary_name, args.target_name)}-{method}-{seed}"
+    fit(net, target, epochs=args.warmup_epochs, backup_dir=args.backup_dir, name=f"{run}-warmup",
+        verbose=args.verbose)
     for name in body:
         net.get_layer(name).trainable = True
     if method == "standard":
@@ -150,7 +146,8 @@ def transfer(primary, target, args, method, seed):
                          normalization=args.normalization)
         callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set)]
     model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(model, target, args, args.epochs, f"{method}-{seed}", callbacks)
+    fit(model, target, epochs=args.epochs, backup_dir=args.backup_dir, name=run,
+        callbacks=callbacks, verbose=args.verbose)
     seconds = time.perf_counter() - start
     gamma = model.gamma if method.startswith("bpa-") else None
     return (*errors(model, target), net, seconds, gamma)
@@ -158,6 +155,7 @@ def transfer(primary, target, args, method, seed):
 
 def main(argv=None):
     args = parse_args(argv)
+    set_seeds(0, deterministic=not args.nondeterministic)
     args.shape = tuple(int(v) for v in args.image_shape.split(","))
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
     if any(len(p) != 2 for p in pairs):
@@ -175,22 +173,38 @@ def main(argv=None):
     print_table1(table1)
 
     results = []
+    cache = RunCache(args.backup_dir, "bpa_paper", args)
     for primary_name, target_name in pairs:
+        args.primary_name, args.target_name = primary_name, target_name
         for method in methods:
-            runs = []
+            runs, last = [], {}
+            export_run = args.export and method == methods[-1]
             for seed in range(args.seeds):
-                target = load(target_name, args, seed=seed, samples_per_class=args.samples_per_class)
-                train_err, test_err, net, seconds, gamma = transfer(primaries[primary_name], target, args, method, seed)
-                runs.append((train_err, test_err, seconds))
-                print(f"  {primary_name} -> {target_name} {method:<14} seed {seed}: train {train_err:5.2f}% "
-                      f"test {test_err:5.2f}% ({seconds:.1f} s)"
-                      + (f", Gamma {gamma_summary(gamma)}" if gamma else ""))
+                target = load_pair_member(target_name, args, seed=seed, samples_per_class=args.samples_per_class)
+                key = f"{primary_name}:{target_name}:{method}:{seed}"
+                model_file = os.path.join(args.backup_dir or "", "bpa_paper", tag(key) + ".keras")
+
+                def run(seed=seed, target=target, model_file=model_file):
+                    train_err, test_err, net, seconds, gamma = transfer(
+                        primaries[primary_name], target, args, method, seed)
+                    last["net"] = net
+                    if export_run and args.backup_dir:
+                        atomic_save(net, model_file)
+                    return dict(train=train_err, test=test_err, seconds=seconds,
+                                gamma=gamma_summary(gamma) if gamma else None)
+
+                r = cache.get(key, run)
+                runs.append((r["train"], r["test"], r["seconds"]))
+                print(f"  {primary_name} -> {target_name} {method:<14} seed {seed}: train {r['train']:5.2f}% "
+                      f"test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
+                      + (f", Gamma {r['gamma']}" if r["gamma"] else ""))
             runs = np.array(runs)
             results.append(dict(primary=primary_name, target=target_name, method=method,
                                 train=runs[:, 0].mean(), train_sd=runs[:, 0].std(),
                                 test=runs[:, 1].mean(), test_sd=runs[:, 1].std(), seconds=runs[:, 2].mean()))
-            if args.export and method.startswith("bpa-") and method == methods[-1]:
-                path = export_serving(net, os.path.join(args.saved_models, f"bpa_{primary_name}_to_{target_name}"),
+            if export_run:
+                net = last.get("net") or keras.models.load_model(model_file)  # cached: saved
+                path = export_serving(net, os.path.join(args.saved_models, f"bpa_{tag(primary_name)}_to_{tag(target_name)}"),
                                       raw_shape=target.info.image_shape)
                 print(f"  exported {path}")
     print_tables23(results, args)

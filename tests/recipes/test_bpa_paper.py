@@ -28,3 +28,40 @@ def test_bpa_recipe_tables_and_export(tmp_path, capsys, load_recipe):
     served = tf.saved_model.load(str(tmp_path / "bpa_mnist_to_usps"))
     probabilities = served.serve(tf.zeros((2, 16, 16, 1), tf.uint8))["probabilities"].numpy()
     np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
+
+
+TINY = ["--seeds", "1", "--gamma", "agreement", "--samples-per-class", "10", "--primary-epochs", "1",
+        "--epochs", "1", "--batch-size", "32"]
+
+
+def test_same_command_prints_the_same_table(tmp_path, load_recipe):
+    recipe = load_recipe("bpa_paper")
+    # Separate saved_models folders: the primary network is trained (seeded) in both runs.
+    first = recipe.main(TINY + ["--pairs", "usps:mnist", "--saved-models", str(tmp_path / "a")])
+    second = recipe.main(TINY + ["--pairs", "usps:mnist", "--saved-models", str(tmp_path / "b")])
+    assert first["table1"] == second["table1"]
+    for a, b in zip(first["results"], second["results"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(tmp_path, load_recipe, monkeypatch):
+    from kerastransfer.data import load_dataset
+
+    usps = load_dataset("embedded:usps", validation_split=0)
+    (x, y), (xt, yt) = usps.arrays("train"), usps.arrays("test")
+    path = tmp_path / "my data" / "usps-copy.npz"
+    path.parent.mkdir()
+    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    recipe = load_recipe("bpa_paper")
+    argv = TINY + ["--pairs", f"mnist:{path}", "--saved-models", str(tmp_path / "models"),
+                   "--backup-dir", str(tmp_path / "backup"), "--export"]
+    first = recipe.main(argv)
+    assert [r["target"] for r in first["results"]] == [str(path)] * 3
+    assert (tmp_path / "models" / "bpa_mnist_to_usps-copy").is_dir()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(recipe, "transfer", no_training)
+    second = recipe.main(argv)
+    assert second["results"] == first["results"]
