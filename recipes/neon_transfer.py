@@ -1,7 +1,7 @@
 """Transfer learning the Intel neon way: TL-1, TL-2, TL-3 and feature extraction.
 
-Reproduces, at laptop scale, the experiments of the neon course on transfer learning
-(`shared/seeds/001_8dbeee1f01b071be.txt`): a primary network trained on task A is transferred to
+Reproduces, at laptop scale, the experiments of Intel's neon course on transfer learning
+(Intel Nervana, "Transfer learning with neon", VGG-16 on IMDB-WIKI faces): a primary network trained on task A is transferred to
 task B by importing its matching layers into a target network with a new head, then
 
 - TL-1: only the new layers learn; imported layers get learning rate 0 (neon MultiOptimizer);
@@ -20,8 +20,9 @@ the run needs no network and finishes in a few minutes on 2 CPU cores:
 Scale up with flags: full datasets (`--source ../shared/data/mnist.npz`, tfds names such as
 `--source svhn_cropped --target mnist`), more epochs, or an ImageNet MobileNetV2 backbone
 (`--backbone mobilenet_v2 --image-size 96`). `--export` writes the best transfer model as a
-SavedModel for serving into `saved_models/neon_transfer/`. `--backup-dir` makes every fit
-resumable (`keras.callbacks.BackupAndRestore`).
+SavedModel for serving into `saved_models/neon_transfer/`. `--backup-dir DIR` makes every fit
+resumable (`keras.callbacks.BackupAndRestore`) and keeps finished runs. `--seeds N` repeats every
+transfer with N seeds (mean +- sd); seeded and deterministic by default.
 """
 
 import argparse
@@ -30,39 +31,44 @@ import time
 
 import keras
 import numpy as np
+from _common import (
+    RunCache,
+    add_common_flags,
+    atomic_save,
+    fit as fit_resumable,
+    load,
+    mean_sd,
+    print_table,
+    set_seeds,
+    tag,
+    train_or_load_primary,
+)
 
 from kerastransfer import optimizers, surgery
-from kerastransfer.methods import feature_extraction
-from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
-from kerastransfer.models import mobilenet_v2_classifier, small_cnn, train_or_load_primary
+from kerastransfer.methods import feature_extraction
+from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 
-SAVED_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "saved_models")
-PUBLISHED = {"TL-1": 85.6, "TL-2": 85.3, "TL-3": 86.3}  # seed 001, VGG-16 on IMDB-WIKI, %
+PUBLISHED = {"TL-1": 85.6, "TL-2": 85.3, "TL-3": 86.3}  # the neon course, VGG-16 on IMDB-WIKI, %
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--source", default="embedded:mnist", help="primary (task A) dataset")
-    p.add_argument("--target", default="embedded:usps", help="target (task B) dataset")
+    p.add_argument("--source", default="mnist", help="primary (task A) dataset: mnist, usps, "
+                   "fashion_mnist (embedded, or from --data-root), an .npz, a folder or a tfds name")
+    p.add_argument("--target", default="usps", help="target (task B) dataset, as --source")
     p.add_argument("--backbone", choices=["small_cnn", "mobilenet_v2"], default="small_cnn")
     p.add_argument("--image-size", type=int, default=28, help="side of the network input")
     p.add_argument("--channels", type=int, choices=[1, 3], default=None,
                    help="network input channels (default: 1 for small_cnn, 3 for mobilenet_v2)")
     p.add_argument("--primary-epochs", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=8, help="max epochs per transfer experiment")
     p.add_argument("--patience", type=int, default=2, help="early stopping on val_loss")
     p.add_argument("--samples-per-class", type=int, default=None, help="target training images per class")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.01, help="base SGD rate (neon: 0.001 for 90 epochs)")
     p.add_argument("--linear", choices=["softmax", "hinge"], default="softmax")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="retrain the primary network")
-    p.add_argument("--backup-dir", default=None, help="make fits resumable (BackupAndRestore)")
-    p.add_argument("--export", action="store_true", help="export the best model for serving")
-    p.add_argument("--saved-models", default=SAVED_MODELS,
-                   help="where the primary network is cached and exports go (saved_models/)")
-    p.add_argument("--verbose", type=int, default=2)
+    add_common_flags(p, seeds=3, epochs=8, verbose=0)  # --epochs: max epochs per transfer
     return p.parse_args(argv)
 
 
@@ -73,19 +79,14 @@ def build(args, num_classes, weights=None):
     return small_cnn(shape, num_classes)
 
 
-def callbacks(args, name):
-    cbs = [keras.callbacks.EarlyStopping("val_loss", patience=args.patience, restore_best_weights=True)]
-    if args.backup_dir:
-        cbs.append(keras.callbacks.BackupAndRestore(os.path.join(args.backup_dir, name)))
-    return cbs
+def early_stopping(args):
+    return keras.callbacks.EarlyStopping("val_loss", patience=args.patience, restore_best_weights=True)
 
 
 def fit(model, data, args, name, epochs):
     start = time.perf_counter()
-    history = model.fit(
-        data.train, validation_data=data.validation, epochs=epochs,
-        callbacks=callbacks(args, name), verbose=args.verbose, shuffle=False,  # data.train reshuffles
-    )
+    history = fit_resumable(model, data, epochs=epochs, backup_dir=args.backup_dir, name=name,
+                            callbacks=[early_stopping(args)], verbose=args.verbose)
     return time.perf_counter() - start, len(history.history["loss"])
 
 
@@ -95,14 +96,14 @@ def sgd(args):
 
 def primary_network(args, shape):
     """Train the task-A network, or load it from saved_models/primary/ when cached."""
-    tag = f"{args.source}_{args.backbone}_{'x'.join(map(str, shape))}_{args.seed}".replace(":", "-").replace("/", "_")
-    path = os.path.join(args.saved_models, "primary", f"{tag}.keras")
-    source = load_dataset(args.source, image_shape=shape, batch_size=args.batch_size, seed=args.seed)
+    path = os.path.join(args.saved_models, "primary", f"{tag(args.source, args.backbone, shape)}.keras")
+    source = load(args.source, args, image_shape=shape, batch_size=args.batch_size, seed=0)
     weights = "imagenet" if args.backbone == "mobilenet_v2" else None
     print(f"Primary network on {args.source} ({source})")
     model, cached = train_or_load_primary(
         lambda n: build(args, n, weights=weights), source, path, epochs=args.primary_epochs,
-        callbacks=callbacks(args, "primary"), verbose=args.verbose, retrain=args.no_cache,
+        callbacks=[early_stopping(args)], backup_dir=args.backup_dir, verbose=args.verbose,
+        retrain=args.no_cache,
     )
     print(f"Primary network: {path}{' (cached; --no-cache retrains it)' if cached else ''}")
     return model, source
@@ -115,85 +116,111 @@ def transfer_model(args, primary, num_classes):
     return target, report
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    args.channels = args.channels or (3 if args.backbone == "mobilenet_v2" else 1)
-    keras.utils.set_random_seed(args.seed)
-    shape = (args.image_size, args.image_size, args.channels)
-    primary, source = primary_network(args, shape)
-    target = load_dataset(
-        args.target, image_shape=shape, samples_per_class=args.samples_per_class,
-        batch_size=args.batch_size, seed=args.seed,
-    )
-    num_classes = target.info.num_classes
-    print(f"Target data: {target}")
-    rows = []
+EXPERIMENTS = [
+    ("TL-1", "Learning the weights of the last layers", "imported lr = 0"),
+    ("TL-2", "Fine-tuning of all weights", "all layers lr = base"),
+    ("TL-3", "Complete training from random initial weights", "random init"),
+]
 
-    def evaluate(model):
-        return model.evaluate(target.test, verbose=0, return_dict=True)["accuracy"]
 
-    if source.info.num_classes == num_classes:
-        primary.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        rows.append(dict(id="direct", experiment="Direct use of the primary network",
-                         params="no training", accuracy=evaluate(primary), seconds=0.0, model=primary))
+def transfer(args, primary, target, exp_id, seed):
+    """One TL experiment; returns (accuracy, seconds, epochs, model)."""
+    set_seeds(seed, deterministic=not args.nondeterministic)
+    model, report = transfer_model(args, primary, target.info.num_classes)
+    optimizer = optimizers.neon_optimizer(report, sgd(args)) if exp_id == "TL-1" else sgd(args)
+    if exp_id == "TL-3":
+        model = keras.models.clone_model(model)  # same structure, fresh random weights
+    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    seconds, epochs = fit(model, target, args, f"{exp_id}-{seed}", args.epochs)
+    return evaluate(model, target), seconds, epochs, model
 
-    experiments = [
-        ("TL-1", "Learning the weights of the last layers", "imported lr = 0"),
-        ("TL-2", "Fine-tuning of all weights", "all layers lr = base"),
-        ("TL-3", "Complete training from random initial weights", "random init"),
-    ]
-    for exp_id, description, params in experiments:
-        keras.utils.set_random_seed(args.seed)
-        model, report = transfer_model(args, primary, num_classes)
-        if exp_id == "TL-1":
-            optimizer = optimizers.neon_optimizer(report, sgd(args))
-        else:
-            optimizer = sgd(args)
-        if exp_id == "TL-3":
-            model = keras.models.clone_model(model)  # same structure, fresh random weights
-            print(f"{exp_id}: {description}")
-        else:
-            print(f"{exp_id}: {description} ({len(report.imported)} layers imported: {', '.join(report.imported)})")
-        model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
-        seconds, epochs = fit(model, target, args, exp_id, args.epochs)
-        rows.append(dict(id=exp_id, experiment=description,
-                         params=f"epochs = {epochs}, base_lr = {args.lr}, {params}",
-                         accuracy=evaluate(model), seconds=seconds, model=model))
 
-    print(f"FE: primary network as a feature extractor + linear {args.linear} classifier")
+def feature_extraction_run(args, primary, target, seed):
+    """The primary network as a fixed feature extractor + a linear classifier."""
+    set_seeds(seed, deterministic=not args.nondeterministic)
     start = time.perf_counter()
-    extractor = feature_extraction.feature_extractor(primary, "fc1" if args.backbone == "small_cnn" else "dropout")
+    layer = "fc1" if args.backbone == "small_cnn" else "dropout"
+    extractor = feature_extraction.feature_extractor(primary, layer)
     x_train, y_train = feature_extraction.extract_features(extractor, target.dataset("train"))
     x_val, y_val = feature_extraction.extract_features(extractor, target.validation)
     classifier = feature_extraction.fit_linear_classifier(
-        x_train, y_train, num_classes, loss=args.linear, validation=(x_val, y_val)
+        x_train, y_train, target.info.num_classes, loss=args.linear, validation=(x_val, y_val)
     )
     x_test, y_test = feature_extraction.extract_features(extractor, target.test)
     accuracy = float(np.mean(np.argmax(classifier.predict(x_test, verbose=0), -1) == y_test))
-    fe_model = keras.Sequential([extractor, classifier, *([keras.layers.Softmax()] if args.linear == "hinge" else [])])
-    rows.append(dict(id="FE", experiment="Fixed feature extractor + linear classifier",
-                     params=f"linear {args.linear}", accuracy=accuracy,
-                     seconds=time.perf_counter() - start, model=fe_model))
+    head = [keras.layers.Softmax()] if args.linear == "hinge" else []
+    model = keras.Sequential([extractor, classifier, *head])
+    return accuracy, time.perf_counter() - start, 0, model
 
-    print_table(rows, args)
+
+def evaluate(model, data):
+    return model.evaluate(data.test, verbose=0, return_dict=True)["accuracy"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_seeds(0, deterministic=not args.nondeterministic)
+    args.channels = args.channels or (3 if args.backbone == "mobilenet_v2" else 1)
+    shape = (args.image_size, args.image_size, args.channels)
+    primary, source = primary_network(args, shape)
+    cache = RunCache(args.backup_dir, "neon_transfer", args)
+    rows, best = [], None
+    experiments = [("direct", "Primary network used as it is", "no training")] + EXPERIMENTS + [
+        ("FE", "Fixed feature extractor + linear classifier", f"linear {args.linear}")
+    ]
+    for exp_id, description, params in experiments:
+        runs = []
+        for seed in range(args.seeds):
+            target = load(args.target, args, image_shape=shape, batch_size=args.batch_size,
+                          samples_per_class=args.samples_per_class, seed=seed)
+            if exp_id == "direct" and source.info.num_classes != target.info.num_classes:
+                break  # direct use needs the same classes
+            model_file = os.path.join(args.backup_dir or "", "neon_transfer", f"{exp_id}-{seed}.keras")
+
+            def run(exp_id=exp_id, target=target, seed=seed, model_file=model_file):
+                if exp_id == "direct":
+                    primary.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                    accuracy, seconds, epochs, model = evaluate(primary, target), 0.0, 0, primary
+                elif exp_id == "FE":
+                    accuracy, seconds, epochs, model = feature_extraction_run(args, primary, target, seed)
+                else:
+                    accuracy, seconds, epochs, model = transfer(args, primary, target, exp_id, seed)
+                if args.backup_dir and args.export and exp_id != "direct":
+                    atomic_save(model, model_file)
+                models[(exp_id, seed)] = model
+                return dict(accuracy=accuracy, seconds=seconds, epochs=epochs)
+
+            models = {}
+            r = cache.get(f"{exp_id}:{seed}", run)
+            runs.append(r)
+            print(f"  {exp_id} seed {seed}: accuracy {100 * r['accuracy']:.1f}% "
+                  f"({r['epochs']} epochs, {r['seconds']:.1f} s)")
+            if exp_id != "direct" and (best is None or r["accuracy"] > best[0]):
+                best = (r["accuracy"], exp_id, models.get((exp_id, seed)), model_file)
+        if not runs:
+            continue
+        accuracies = [r["accuracy"] for r in runs]
+        rows.append({
+            "Network id": exp_id, "experiment": description,
+            "training": params if exp_id in ("direct", "FE") else
+            f"{mean_sd([r['epochs'] for r in runs], digits=1)} epochs, {params}",
+            "accuracy, %": mean_sd(accuracies, 100, 1),
+            "training time, s": mean_sd([r["seconds"] for r in runs], digits=1),
+            "neon course, %": PUBLISHED.get(exp_id, ""),
+            "accuracy": float(np.mean(accuracies)), "id": exp_id,
+            "seconds": float(np.mean([r["seconds"] for r in runs])),
+        })
+    print_table(rows, ["Network id", "experiment", "training", "accuracy, %", "training time, s",
+                       "neon course, %"],
+                title=f"Transfer {args.source} -> {args.target}, backbone {args.backbone}, "
+                      f"mean +- sd over {args.seeds} seed(s)")
     if args.export:
-        best = max((r for r in rows if r["id"] != "direct"), key=lambda r: r["accuracy"])
-        path = export_serving(
-            best["model"], os.path.join(args.saved_models, "neon_transfer"), raw_shape=target.info.image_shape
-        )
-        print(f"Exported {best['id']} (accuracy {100 * best['accuracy']:.1f}%) to {path}")
-    return [{k: v for k, v in r.items() if k != "model"} for r in rows]
-
-
-def print_table(rows, args):
-    print(f"\nTransfer {args.source} -> {args.target}, backbone {args.backbone}")
-    print(f"{'Network id':<10} | {'Experiment':<46} | {'Training parameters':<50} | {'Accuracy, %':>11} | "
-          f"{'Training time, s':>16} | {'neon course, %':>14}")
-    print("-" * 160)
-    for r in rows:
-        published = PUBLISHED.get(r["id"])
-        print(f"{r['id']:<10} | {r['experiment']:<46} | {r['params']:<50} | {100 * r['accuracy']:>11.1f} | "
-              f"{r['seconds']:>16.1f} | {published if published else '':>14}")
+        accuracy, exp_id, model, model_file = best
+        model = model or keras.models.load_model(model_file)
+        path = export_serving(model, os.path.join(args.saved_models, "neon_transfer"),
+                              raw_shape=target.info.image_shape)
+        print(f"Exported {exp_id} (accuracy {100 * accuracy:.1f}%) to {path}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from kerastransfer import cli
 
 def test_neon_recipe_table_and_export(tmp_path, capsys, load_recipe):
     recipe = load_recipe("neon_transfer")
-    argv = ["--primary-epochs", "1", "--epochs", "3", "--samples-per-class", "30", "--batch-size", "16", "--verbose", "0",
+    argv = ["--seeds", "1", "--primary-epochs", "1", "--epochs", "3", "--samples-per-class", "30", "--batch-size", "16", "--verbose", "0",
             "--saved-models", str(tmp_path), "--export"]
     rows = recipe.main(argv)
     out = capsys.readouterr().out
