@@ -17,7 +17,6 @@ Example:
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kerastransfer.surgery import get_layer
 
@@ -66,8 +65,10 @@ def extract_features(extractor, dataset):
 def linear_classifier(num_features, num_classes, loss="softmax", l2=1e-4, name="linear"):
     """A compiled linear classifier: `loss="softmax"` (cross-entropy) or `"hinge"` (linear SVM).
 
-    Both output class scores turned into probabilities by a softmax, so they serve alike; the SVM
-    is trained with a one-vs-rest squared hinge on the raw scores.
+    The softmax model outputs probabilities and takes integer labels. The SVM outputs raw class
+    scores and is trained with `keras.losses.SquaredHinge` on one-hot labels (a one-vs-rest
+    squared hinge: Keras maps 0/1 targets to -1/+1); `fit_linear_classifier` one-hot encodes for
+    it. Put a `Softmax` after it to serve probabilities.
     """
     if loss not in ("softmax", "hinge"):
         raise ValueError(f"`loss` must be 'softmax' or 'hinge'. Received: {loss!r}")
@@ -84,27 +85,10 @@ def linear_classifier(num_features, num_classes, loss="softmax", l2=1e-4, name="
     model = keras.Model(inputs, scores, name=name)
     model.compile(
         keras.optimizers.Adam(1e-3),
-        OneVsRestSquaredHinge(num_classes),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        keras.losses.SquaredHinge(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     return model
-
-
-@keras.saving.register_keras_serializable(package="kerastransfer")
-class OneVsRestSquaredHinge(keras.losses.Loss):
-    """Multi-class linear-SVM loss: squared hinge of each class score against +1/-1 targets."""
-
-    def __init__(self, num_classes, name="one_vs_rest_squared_hinge", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.num_classes = int(num_classes)
-
-    def call(self, y_true, y_pred):
-        y_true = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
-        signs = 2.0 * tf.one_hot(y_true, self.num_classes, dtype=y_pred.dtype) - 1.0
-        return tf.reduce_mean(tf.square(tf.nn.relu(1.0 - signs * y_pred)), axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "num_classes": self.num_classes}
 
 
 def fit_linear_classifier(
@@ -123,6 +107,10 @@ def fit_linear_classifier(
         The trained Keras classifier.
     """
     model = linear_classifier(features.shape[1], num_classes, loss=loss)
+    if loss == "hinge":  # SquaredHinge takes one-hot targets
+        labels = keras.utils.to_categorical(labels, num_classes)
+        if validation is not None:
+            validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     monitor = "val_loss" if validation is not None else "loss"
     model.fit(
         features, labels, epochs=epochs, batch_size=batch_size, validation_data=validation,
