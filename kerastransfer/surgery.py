@@ -16,6 +16,8 @@ Example (neon's `import_matching_layers`):
 import dataclasses
 import difflib
 import os
+import re
+import zipfile
 
 import keras
 import numpy as np
@@ -86,8 +88,8 @@ def weighted_levels(model):
     """Weighted layers grouped into levels, counted from the input.
 
     A level is a layer with weights; a normalization layer (BatchNormalization, ...) joins the
-    level of the layer before it. On seed 002's LeNet-5 variant the levels are C1, S2, C3, S4,
-    C5 and F6.
+    level of the layer before it. On Gutstein et al.'s LeNet-5 variant the levels are C1, S2, C3,
+    S4, C5 and F6.
     """
     levels = []
     for layer in weighted_layers(model).values():
@@ -119,8 +121,9 @@ def load_source(source):
     """A source model from a Keras model, a `.keras` file, or a `keras.applications` name.
 
     Application names (e.g. "MobileNetV2", "ResNet50") load without their top, with ImageNet
-    weights; Keras finds them in `$KERAS_HOME/models/` before it tries to download them.
-    `.keras` files load with `safe_mode=True`: they must not contain lambdas.
+    weights; Keras finds them in `$KERAS_HOME/models/` before it tries to download them (offline,
+    the error names the file to put there). `.keras` files load with `safe_mode=True`: they must
+    not contain lambdas.
     """
     if isinstance(source, keras.Model):
         return source
@@ -130,19 +133,64 @@ def load_source(source):
             f"name. Received: {type(source).__name__}"
         )
     source = os.fspath(source)
-    if source.endswith(".keras") or os.path.exists(source):
-        if not os.path.exists(source):
-            raise FileNotFoundError(f"No model file at '{source}'.")
-        return keras.models.load_model(source, compile=False)
+    if os.path.exists(source):
+        return _load_model_file(source)
+    if source.endswith((".keras", ".h5", ".hdf5")) or os.sep in source:
+        raise FileNotFoundError(f"No model file at '{source}'.")
     builder = getattr(keras.applications, source, None)
-    if builder is None or not callable(builder):
-        apps = [n for n in dir(keras.applications) if n[0].isupper()]
-        close = difflib.get_close_matches(source, apps, n=3)
+    if builder is None or not callable(builder) or not source[:1].isupper():
+        apps = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+        by_lower = {n.lower(): n for n in apps}
+        close = difflib.get_close_matches(source.lower(), list(by_lower), n=3, cutoff=0.6)
+        close = [by_lower[c] for c in close]
         raise ValueError(
             f"'{source}' is neither a model file nor a keras.applications model."
             + (f" Did you mean {', '.join(close)}?" if close else f" Known: {', '.join(apps)}")
         )
-    return builder(include_top=False, weights="imagenet")
+    try:
+        return builder(include_top=False, weights="imagenet")
+    except Exception as e:
+        url = re.search(r"https?://\S+?\.(?:h5|keras|weights\.h5)\b", str(e))
+        if url is None:
+            raise
+        file_name = url.group(0).rsplit("/", 1)[-1]
+        where = os.path.join(_keras_home(), "models", file_name)
+        raise RuntimeError(
+            f"Cannot load the ImageNet weights of keras.applications.{source}: Keras could not "
+            f"download {url.group(0)} ({str(e)[-120:].strip()}). Without a network, copy that "
+            f"file to {where} (`$KERAS_HOME/models/{file_name}`; KERAS_HOME defaults to "
+            "~/.keras) and load again."
+        ) from None
+
+
+def _keras_home():
+    if "KERAS_HOME" in os.environ:
+        return os.environ["KERAS_HOME"]
+    home = os.path.expanduser("~")
+    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+
+
+def _load_model_file(path):
+    if os.path.isdir(path):
+        raise ValueError(
+            f"'{path}' is a folder (a SavedModel export?), not a .keras file. Load a model saved "
+            "with model.save('model.keras'); SavedModel exports serve predictions only."
+        )
+    if path.endswith(".keras"):
+        problem = None
+        if not zipfile.is_zipfile(path):
+            problem = "it is not a zip archive (truncated or corrupt download, or another format)"
+        else:
+            with zipfile.ZipFile(path) as archive:
+                if "config.json" not in archive.namelist():
+                    problem = "the zip archive has no config.json"
+        if problem:
+            raise ValueError(
+                f"'{path}' is not a valid .keras file ({problem}). A .keras file is the zip "
+                "archive written by model.save('name.keras'): save the model again, or copy the "
+                "file again if it was cut short."
+            )
+    return keras.models.load_model(path, compile=False)
 
 
 def adapt_input_channels(kernel, channels):
@@ -178,7 +226,7 @@ def _channel_adaptable(src_shapes, tgt_shapes):
     )
 
 
-def import_matching_layers(source, target, *, skip=(), adapt_channels=True):
+def import_matching_layers(source, target, *, skip=(), adapt_channels=True, allow_empty=False):
     """Copy weights from every source layer whose name and weight shapes match a target layer.
 
     Args:
@@ -188,10 +236,17 @@ def import_matching_layers(source, target, *, skip=(), adapt_channels=True):
         skip: names of layers not to import.
         adapt_channels: import a convolution whose kernel differs only in input channels
             (gray <-> RGB), adapting it with `adapt_input_channels`.
+        allow_empty: return an empty report when no layer can be imported. By default that
+            raises a `ValueError` (the target would silently train from scratch), unless every
+            weighted layer of the target is in `skip`.
 
     Returns:
         An `ImportReport`; pass `report.imported` to `optimizers.neon_optimizer`.
     """
+    if not isinstance(target, keras.Model):
+        raise TypeError(f"`target` must be a keras.Model. Received: {type(target).__name__}")
+    if isinstance(skip, (str, bytes)):
+        raise ValueError(f"`skip` must be a list of layer names, not a string: [{skip!r}].")
     source = load_source(source)
     src_layers = weighted_layers(source)
     tgt_layers = weighted_layers(target)
@@ -220,7 +275,25 @@ def import_matching_layers(source, target, *, skip=(), adapt_channels=True):
             continue
         report.imported.append(name)
     report.source_only = [n for n in src_layers if n not in tgt_layers]
+    if not report.imported and not allow_empty and set(tgt_layers) - skip:
+        raise ValueError(
+            f"No layer of target '{target.name}' matches a layer of source '{source.name}' by "
+            "name and weight shapes: nothing would be imported and the target would train from "
+            f"scratch. Target layers: {_names(tgt_layers)}; source layers: "
+            f"{_names(src_layers)}; same name, other shapes: {sorted(report.mismatched)}. Name "
+            "the target's layers after the source's (e.g. build it with the same model "
+            "function), or pass allow_empty=True to train from scratch on purpose."
+        )
     return report
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _names(layers, limit=12):
+    names = list(layers)
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def cut_at(model, layer_name):
@@ -268,13 +341,19 @@ def replace_head(
         pooling: how a 4-D cut output becomes a vector: "flatten", "avg" or "max".
         classifier_name: name of the new output layer.
     """
-    if num_classes < 2:
-        raise ValueError(f"`num_classes` must be at least 2. Received: {num_classes}")
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer >= 2. Received: {num_classes!r}")
+    if not all(_is_int(units) and units >= 1 for units in hidden):
+        raise ValueError(f"`hidden` must be a list of positive layer sizes. Received: {hidden!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
     if pooling not in ("flatten", "avg", "max"):
         raise ValueError(f"`pooling` must be 'flatten', 'avg' or 'max'. Received: {pooling!r}")
     if cut_layer is None:
         if len(model.layers) < 2:
-            raise ValueError("The model has a single layer: nothing is left after removing the head.")
+            raise ValueError(
+                "The model has a single layer: nothing is left after removing the head."
+            )
         cut_layer = model.layers[-2].name
     base = cut_at(model, cut_layer)
     x = base.output
@@ -300,10 +379,10 @@ def freeze_bottom_levels(model, n):
     Compile the model after freezing.
     """
     levels = weighted_levels(model)
-    if not 0 <= n <= len(levels):
+    if not _is_int(n) or not 0 <= n <= len(levels):
         raise ValueError(
-            f"`n` must be between 0 and {len(levels)} (the model's levels: "
-            f"{[lv[0].name for lv in levels]}). Received: {n}"
+            f"`n` must be an integer between 0 and {len(levels)} (the model's levels: "
+            f"{[lv[0].name for lv in levels]}). Received: {n!r}"
         )
     frozen = []
     for level in levels[:n]:

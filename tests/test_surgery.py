@@ -24,7 +24,8 @@ def test_import_report_lists_imported_mismatched_and_unmatched():
         for a, b in zip(source.get_layer(name).get_weights(), target.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(
-        source.get_layer("classifier").get_weights()[0][:, :5], target.get_layer("classifier").get_weights()[0]
+        source.get_layer("classifier").get_weights()[0][:, :5],
+        target.get_layer("classifier").get_weights()[0],
     )
     assert "mismatched classifier" in str(report)
 
@@ -44,25 +45,33 @@ def test_import_from_keras_file(tmp_path):
     target = tiny(name="t")
     report = surgery.import_matching_layers(str(path), target)
     assert len(report.imported) == 6
-    np.testing.assert_array_equal(source.get_layer("conv2").get_weights()[0], target.get_layer("conv2").get_weights()[0])
+    np.testing.assert_array_equal(
+        source.get_layer("conv2").get_weights()[0], target.get_layer("conv2").get_weights()[0]
+    )
 
 
 def test_import_imagenet_application_into_nested_backbone(imagenet_weights):
     target = mobilenet_v2_classifier((96, 96, 3), 5, weights=None)
     before = target.get_layer("classifier").get_weights()[0].copy()
     report = surgery.import_matching_layers("MobileNetV2", target)
-    reference = keras.applications.MobileNetV2(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+    reference = keras.applications.MobileNetV2(
+        include_top=False, weights="imagenet", input_shape=(96, 96, 3)
+    )
     assert len(report.imported) == len(surgery.weighted_layers(reference)) > 100
     assert report.unmatched == ["classifier"] and not report.mismatched
     backbone = target.get_layer("mobilenetv2_1.00_96")
     for name in ("Conv1", "block_16_project", "Conv_1_bn"):
-        for a, b in zip(reference.get_layer(name).get_weights(), backbone.get_layer(name).get_weights()):
+        for a, b in zip(
+            reference.get_layer(name).get_weights(), backbone.get_layer(name).get_weights()
+        ):
             np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(before, target.get_layer("classifier").get_weights()[0])
 
 
 def test_gray_target_on_rgb_source_sums_first_kernel(imagenet_weights):
-    rgb = keras.applications.MobileNetV2(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+    rgb = keras.applications.MobileNetV2(
+        include_top=False, weights="imagenet", input_shape=(96, 96, 3)
+    )
     gray = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(96, 96, 1))
     report = surgery.import_matching_layers(rgb, gray)
     assert report.adapted == {"Conv1": ([(3, 3, 3, 32)], [(3, 3, 1, 32)])}
@@ -93,7 +102,14 @@ def test_cut_and_replace_head_like_neon_vgg():
     assert cut.output_shape == (None, 3, 3, 6)
     model = surgery.replace_head(base, 2, cut_layer="pool2", hidden=(16, 16), dropout=0.5)
     names = [layer.name for layer in model.layers]
-    assert names[-6:] == ["flatten_new", "fc1_new", "dropout1_new", "fc2_new", "dropout2_new", "classifier_new"]
+    assert names[-6:] == [
+        "flatten_new",
+        "fc1_new",
+        "dropout1_new",
+        "fc2_new",
+        "dropout2_new",
+        "classifier_new",
+    ]
     assert model.output_shape == (None, 2)
     assert model.get_layer("conv1") is base.get_layer("conv1")  # kept layers are shared
     avg = surgery.replace_head(base, 3, cut_layer="pool2", pooling="avg")
@@ -117,7 +133,10 @@ def test_load_source_errors_are_clear(tmp_path):
 def test_levels_group_batch_norm_with_its_convolution():
     levels = surgery.weighted_levels(tiny())
     assert [[layer.name for layer in level] for level in levels] == [
-        ["conv1", "bn1"], ["conv2", "bn2"], ["fc1"], ["classifier"]
+        ["conv1", "bn1"],
+        ["conv2", "bn2"],
+        ["fc1"],
+        ["classifier"],
     ]
 
 
@@ -154,3 +173,76 @@ def test_feature_extractor_on_a_nested_backbone_and_inside_it():
     assert extractor.output_shape == (None, 1280) and not extractor.trainable
     with pytest.raises(ValueError, match="inside a nested model"):
         feature_extractor(model, "Conv1")
+
+
+def test_corrupt_keras_files_are_named_as_such(tmp_path):
+    cut = tmp_path / "cut.keras"
+    tiny().save(tmp_path / "whole.keras")
+    cut.write_bytes((tmp_path / "whole.keras").read_bytes()[:500])  # an interrupted copy
+    with pytest.raises(
+        ValueError, match=r"'.*cut.keras' is not a valid .keras file \(it is not a zip"
+    ):
+        surgery.load_source(str(cut))
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "other.keras", "w") as archive:
+        archive.writestr("readme.txt", "not a model")
+    with pytest.raises(ValueError, match="the zip archive has no config.json"):
+        surgery.import_matching_layers(str(tmp_path / "other.keras"), tiny())
+    with pytest.raises(FileNotFoundError, match="No model file at 'weights/primary.h5'"):
+        surgery.load_source("weights/primary.h5")
+
+
+def test_unknown_application_names_get_case_insensitive_suggestions():
+    with pytest.raises(ValueError, match="Did you mean MobileNetV2"):
+        surgery.load_source("MOBILENETV2")
+    with pytest.raises(ValueError, match="Did you mean ResNet50"):
+        surgery.load_source("resnet50")  # a module of keras.applications, not a model
+
+
+def test_missing_imagenet_weights_offline_name_the_file_to_copy():
+    import os
+    import urllib.request
+
+    # No network: route downloads to a closed local port (Keras downloads with urllib).
+    proxy = urllib.request.ProxyHandler(
+        {"http": "http://127.0.0.1:9", "https": "http://127.0.0.1:9"}
+    )
+    urllib.request.install_opener(urllib.request.build_opener(proxy))
+    try:
+        with pytest.raises(RuntimeError) as error:
+            surgery.load_source("MobileNetV3Small")
+    finally:
+        urllib.request.install_opener(None)
+    message = str(error.value)
+    expected = os.path.join(
+        os.environ["KERAS_HOME"], "models", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
+    )
+    assert f"copy that file to {expected}" in message
+    assert "https://storage.googleapis.com/" in message
+
+
+def test_importing_nothing_is_an_error_unless_asked_for():
+    source = tiny()
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, name="features")(inputs)
+    other = keras.Model(
+        inputs, keras.layers.Dense(2, name="head")(keras.layers.Flatten()(x)), name="other"
+    )
+    with pytest.raises(ValueError, match="No layer of target 'other' matches .* allow_empty=True"):
+        surgery.import_matching_layers(source, other)
+    report = surgery.import_matching_layers(source, other, allow_empty=True)
+    assert report.imported == [] and report.unmatched == ["features", "head"]
+    everything = [layer.name for layer in other.layers if layer.weights]
+    assert surgery.import_matching_layers(source, other, skip=everything).imported == []
+    with pytest.raises(ValueError, match="`skip` must be a list of layer names, not a string"):
+        surgery.import_matching_layers(source, tiny(name="t"), skip="conv1")
+
+
+def test_head_and_freezing_arguments_are_checked():
+    with pytest.raises(ValueError, match="`num_classes` must be an integer >= 2. Received: 2.5"):
+        surgery.replace_head(tiny(), 2.5)
+    with pytest.raises(ValueError, match="`hidden` must be a list of positive layer sizes"):
+        surgery.replace_head(tiny(), 2, hidden=(16, 0))
+    with pytest.raises(ValueError, match="between 0 and 4 .* Received: 1.5"):
+        surgery.freeze_bottom_levels(tiny(), 1.5)

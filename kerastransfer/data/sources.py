@@ -8,6 +8,8 @@ import difflib
 import importlib.resources
 import os
 import socket
+import warnings
+import zipfile
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from kerastransfer.data.splits import stratified_split
 
 EMBEDDED = ("mnist", "usps", "fashion_mnist")
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
 
 def read_source(source, data_dir):
     source = os.fspath(source)
@@ -37,14 +40,36 @@ def read_source(source, data_dir):
 def _load_npz(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"No .npz file at '{path}'.")
-    with np.load(path) as f:
+    try:
+        f = np.load(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"'{path}' is not a readable .npz file (a zip of NumPy arrays written by "
+            f"`np.savez`): {e}. Re-create it with np.savez(path, x_train=..., y_train=..., "
+            "x_test=..., y_test=...)."
+        ) from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"'{path}' holds a single array, not an .npz archive of x_train, y_train, x_test and "
+            "y_test. Save it with np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
+        )
+    with f:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
         if missing:
             raise ValueError(
                 f"'{path}' lacks the arrays {missing}. An .npz dataset needs x_train, y_train, "
                 f"x_test and y_test; it has {f.files}."
             )
-        return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+        arrays = {}
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            try:
+                arrays[key] = f[key]
+            except (ValueError, OSError, zipfile.BadZipFile) as e:
+                raise ValueError(
+                    f"Cannot read array '{key}' of '{path}': {e}. Store plain numeric arrays "
+                    "(no Python objects) with np.savez."
+                ) from None
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def _load_folder(path, image_size=(224, 224)):
@@ -53,34 +78,116 @@ def _load_folder(path, image_size=(224, 224)):
     import keras
 
     def read(folder):
-        classes = sorted(
-            d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d))
-        )
+        classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
         if not classes:
-            raise ValueError(f"'{folder}' has no class sub-folders (one folder of images per class).")
+            raise ValueError(
+                f"'{folder}' has no class sub-folders (one folder of images per class)."
+            )
+        files = {c: _files_under(os.path.join(folder, c)) for c in classes}
         empty = [
-            c for c in classes
-            if not any(f.lower().endswith(_IMAGE_EXTENSIONS) for f in os.listdir(os.path.join(folder, c)))
+            c for c in classes if not any(f.lower().endswith(_IMAGE_EXTENSIONS) for f in files[c])
         ]
         if empty:
-            raise ValueError(f"Class folders {empty} in '{folder}' hold no images.")
+            raise ValueError(
+                f"Class folders {empty} in '{folder}' hold no images "
+                f"({', '.join(_IMAGE_EXTENSIONS)})."
+            )
+        skipped = [
+            f for c in classes for f in files[c] if not f.lower().endswith(_IMAGE_EXTENSIONS)
+        ]
+        if skipped:
+            warnings.warn(
+                f"Skipping {len(skipped)} files in '{folder}' that are not "
+                f"{'/'.join(_IMAGE_EXTENSIONS)} images, e.g. {skipped[:3]}. Convert them to PNG "
+                "or JPEG to use them.",
+                UserWarning,
+                stacklevel=5,
+            )
         ds = keras.utils.image_dataset_from_directory(
-            folder, labels="inferred", class_names=classes, image_size=image_size,
-            batch_size=None, shuffle=False, verbose=False,
+            folder,
+            labels="inferred",
+            class_names=classes,
+            image_size=image_size,
+            batch_size=None,
+            shuffle=False,
+            verbose=False,
         )
-        xs, ys = zip(*[(x.numpy().astype(np.uint8), y.numpy()) for x, y in ds])
-        return classes, np.stack(xs), np.array(ys, np.int64)
+        return classes, *_decode_in_order(ds)
 
-    if os.path.isdir(os.path.join(path, "train")) and os.path.isdir(os.path.join(path, "test")):
+    split_folders = [
+        d for d in ("train", "test", "val", "validation") if os.path.isdir(os.path.join(path, d))
+    ]
+    if split_folders and split_folders[:2] != ["train", "test"]:
+        raise ValueError(
+            f"'{path}' has the folders {split_folders}: read as class folders they would become "
+            "classes. Use either train/ and test/ (each holding one folder per class), or one "
+            "folder per class directly in it (20% of each then becomes the test split)."
+        )
+    if split_folders[2:]:
+        warnings.warn(
+            f"'{path}' has {split_folders[2:]} folders, which are not read: the validation split "
+            "is drawn from train/ (see `validation_split`). Move those images into train/ to use "
+            "them.",
+            UserWarning,
+            stacklevel=4,
+        )
+    if split_folders:
         classes, x_train, y_train = read(os.path.join(path, "train"))
         test_classes, x_test, y_test = read(os.path.join(path, "test"))
         if test_classes != classes:
-            raise ValueError(f"train/ and test/ of '{path}' have different class folders.")
+            raise ValueError(
+                f"train/ and test/ of '{path}' must hold the same class folders. Only in train/: "
+                f"{sorted(set(classes) - set(test_classes))}; only in test/: "
+                f"{sorted(set(test_classes) - set(classes))}."
+            )
     else:
         classes, x, y = read(path)
         train_idx, test_idx = stratified_split(y, 0.2, np.random.default_rng(0))
-        (x_train, y_train), (x_test, y_test) = (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
-    return os.path.basename(os.path.normpath(path)), (x_train, y_train), (x_test, y_test), tuple(classes)
+        (x_train, y_train), (x_test, y_test) = (
+            (x[train_idx], y[train_idx]),
+            (x[test_idx], y[test_idx]),
+        )
+    return (
+        os.path.basename(os.path.normpath(path)),
+        (x_train, y_train),
+        (x_test, y_test),
+        tuple(classes),
+    )
+
+
+def _files_under(folder):
+    """Paths of the non-hidden files under `folder`, recursively (as Keras indexes them)."""
+    return [
+        os.path.join(root, f)
+        for root, _, names in os.walk(folder)
+        for f in sorted(names)
+        if not f.startswith(".")
+    ]
+
+
+def _decode_in_order(ds):
+    """Images and labels of an unshuffled `image_dataset_from_directory` dataset (batch_size=None);
+    a file that fails to decode is named (the dataset keeps file order, so the failing element's
+    index is its position in `ds.file_paths`)."""
+    import tensorflow as tf
+
+    xs, ys = [], []
+    iterator = iter(ds)
+    while True:
+        try:
+            x, y = next(iterator)
+        except StopIteration:
+            break
+        except tf.errors.InvalidArgumentError as e:
+            path = ds.file_paths[len(xs)]
+            reason = str(e).split("transformation with iterator: ")[-1].splitlines()[0][:200]
+            raise ValueError(
+                f"Cannot decode image file '{path}' ({reason}). The file is corrupt or not an "
+                "image: delete or replace it, then load the folder again."
+            ) from None
+        xs.append(x.numpy().astype(np.uint8))
+        ys.append(y.numpy())
+    return np.stack(xs), np.array(ys, np.int64)
 
 
 def _network_available(host="storage.googleapis.com", timeout=3.0):

@@ -1,10 +1,22 @@
 """`TransferData`: the splits of one dataset, served as `tf.data` pipelines, and `DatasetInfo`."""
 
 import dataclasses
+import numbers
 
 import tensorflow as tf
 
-from kerastransfer.data.convert import to_image_shape
+from kerastransfer.data.convert import check_image_shape, check_resize, to_image_shape
+
+
+def check_batch_size(batch_size):
+    """Raise a ValueError unless `batch_size` is a positive integer."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
+        raise ValueError(f"`batch_size` must be a positive integer. Received: {batch_size!r}")
+    return int(batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +41,16 @@ class TransferData:
 
     def __init__(self, info, splits, *, image_shape, resize="resize", batch_size=64, seed=0):
         self.info = info
-        self.image_shape = tuple(image_shape)
-        self.resize = resize
-        self.batch_size = batch_size
+        self.image_shape = check_image_shape(image_shape)
+        self.resize = check_resize(resize)
+        self.batch_size = check_batch_size(batch_size)
         self.seed = seed
+        empty = [name for name, (x, _) in splits.items() if len(x) == 0]
+        if empty:
+            raise ValueError(
+                f"Splits {empty} of '{info.name}' are empty: there is nothing to train or "
+                "evaluate on. Check `classes`, `samples_per_class` and the source's contents."
+            )
         self._splits = splits
 
     def arrays(self, split):
@@ -47,7 +65,7 @@ class TransferData:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         if shuffle:
             ds = ds.shuffle(len(x), seed=self.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size or self.batch_size)
+        ds = ds.batch(self.batch_size if batch_size is None else check_batch_size(batch_size))
         convert = _Converter(self.image_shape, self.resize)
         return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from kerastransfer import data as data_module
-from kerastransfer.data import sources
-from kerastransfer.data import load_dataset
+from kerastransfer.data import load_dataset, sources
 
 
 def write_npz(path, **overrides):
@@ -32,7 +31,11 @@ def test_embedded_sample_loads_with_stratified_seeded_validation():
     other = load_dataset("embedded:mnist", validation_split=0.1, seed=1)
     assert not np.array_equal(other.arrays("validation")[0], x_val)
     images, labels = next(iter(d.test))
-    assert images.dtype.name == "float32" and labels.dtype.name == "int64" and images.shape == (64, 28, 28, 1)
+    assert (
+        images.dtype.name == "float32"
+        and labels.dtype.name == "int64"
+        and images.shape == (64, 28, 28, 1)
+    )
 
 
 def test_samples_per_class_and_class_subsets():
@@ -42,8 +45,13 @@ def test_samples_per_class_and_class_subsets():
     assert d.info.class_names == ("7", "3")
     full = load_dataset("embedded:usps", validation_split=0)
     x_test, y_test = d.arrays("test")
-    np.testing.assert_array_equal(x_test[y_test == 0], full.arrays("test")[0][full.arrays("test")[1] == 7])
-    assert d.validation is not None and load_dataset("embedded:usps", validation_split=0).validation is None
+    np.testing.assert_array_equal(
+        x_test[y_test == 0], full.arrays("test")[0][full.arrays("test")[1] == 7]
+    )
+    assert (
+        d.validation is not None
+        and load_dataset("embedded:usps", validation_split=0).validation is None
+    )
     with pytest.raises(ValueError, match="fewer than samples_per_class=400"):
         load_dataset("embedded:usps", samples_per_class=400)
 
@@ -94,7 +102,9 @@ def test_image_folders(tmp_path):
             folder = tmp_path / "pets" / split / name
             folder.mkdir(parents=True)
             for i in range(n):
-                keras.utils.save_img(folder / f"{i}.png", rng.integers(0, 256, (10, 12, 3)).astype("uint8"))
+                keras.utils.save_img(
+                    folder / f"{i}.png", rng.integers(0, 256, (10, 12, 3)).astype("uint8")
+                )
     d = load_dataset(str(tmp_path / "pets"), validation_split=0.5, image_shape=(16, 16, 3))
     assert d.info.class_names == ("cat", "dog") and d.info.num_classes == 2
     assert len(d.arrays("train")[1]) == 6 and len(d.arrays("test")[1]) == 4
@@ -117,3 +127,85 @@ def test_shared_full_datasets_load(shared_data):
     d = load_dataset(str(shared_data / "mnist_small.npz"), samples_per_class=40)
     assert np.bincount(d.arrays("train")[1]).tolist() == [40] * 10
     assert len(d.arrays("test")[1]) == 2000
+
+
+def test_images_and_labels_must_pair_up(tmp_path):
+    with pytest.raises(ValueError, match="one label per image. Received 60 images and 50 labels"):
+        load_dataset(write_npz(tmp_path / "a.npz", y_train=np.repeat(np.arange(3), 20)[:50]))
+    with pytest.raises(ValueError, match="x_test and y_test .* 15 images and 16 labels"):
+        load_dataset(write_npz(tmp_path / "b.npz", y_test=np.repeat(np.arange(4), 4)))
+    with pytest.raises(ValueError, match=r"One-hot labels\? Pass y.argmax\(-1\)"):
+        load_dataset(write_npz(tmp_path / "c.npz", y_test=np.eye(3)[np.repeat(np.arange(3), 5)]))
+
+
+def test_float_images_in_unit_range_warn_and_rescale_fixes_them(tmp_path):
+    rng = np.random.default_rng(0)
+    unit = dict(
+        x_train=rng.uniform(0, 1, (60, 8, 8)).astype("float32"),
+        x_test=rng.uniform(0, 1, (15, 8, 8)).astype("float32"),
+    )
+    path = write_npz(tmp_path / "unit.npz", **unit)
+    with pytest.warns(UserWarning, match="Pass `rescale=255`"):
+        load_dataset(path, validation_split=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = load_dataset(path, validation_split=0, rescale=255)
+        kept = load_dataset(path, validation_split=0, rescale=1)  # [0, 1] on purpose: no warning
+    np.testing.assert_allclose(d.arrays("test")[0][..., 0], unit["x_test"] * 255, rtol=1e-6)
+    assert float(kept.arrays("train")[0].max()) <= 1.0
+    with pytest.raises(ValueError, match="`rescale` must be a positive number"):
+        load_dataset(path, rescale=-1)
+
+
+def test_non_finite_pixels_are_refused(tmp_path):
+    x = np.random.default_rng(0).uniform(0, 255, (60, 8, 8)).astype("float32")
+    x[7, 1, 2] = np.nan
+    x[9, 0, 0] = np.inf
+    with pytest.raises(
+        ValueError, match=r"NaN or infinite pixels in 2 images \(first indices: \[7, 9\]\)"
+    ):
+        load_dataset(write_npz(tmp_path / "nan.npz", x_train=x))
+
+
+def test_arguments_are_checked_before_any_work(tmp_path):
+    path = write_npz(tmp_path / "ok.npz")
+    for shape in [(28, 28), (28, 28, 1, 1), (0, 28, 1), "28x28"]:
+        with pytest.raises(ValueError, match="`image_shape` must be \\(height, width, channels\\)"):
+            load_dataset(path, image_shape=shape)
+    with pytest.raises(ValueError, match="1 \\(gray\\) or 3 \\(RGB\\) channels"):
+        load_dataset(path, image_shape=(8, 8, 4))
+    for size in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
+            load_dataset(path, batch_size=size)
+    with pytest.raises(ValueError, match="`classes` must be a list of class ids"):
+        load_dataset(path, classes=2)
+    with pytest.raises(ValueError, match="`samples_per_class` must be a positive integer"):
+        load_dataset(path, samples_per_class=2.5)
+    with pytest.raises(ValueError, match="`validation_split` must be a number in \\[0, 1\\)"):
+        load_dataset(path, validation_split="0.1")
+
+
+def test_empty_or_single_class_sets_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="x_test of 'a.npz' is empty"):
+        load_dataset(
+            write_npz(tmp_path / "a.npz", x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0))
+        )
+    with pytest.raises(ValueError, match="hold a single class \\(\\[0\\]\\)"):
+        load_dataset(
+            write_npz(tmp_path / "b.npz", y_train=np.zeros(60, int), y_test=np.zeros(15, int))
+        )
+    with pytest.raises(ValueError, match="Classes \\[2\\] have no train images"):
+        load_dataset(
+            write_npz(tmp_path / "c.npz", y_train=np.repeat([0, 1, 1], 20)), classes=[0, 2]
+        )
+
+
+def test_pixels_outside_0_255_and_channels_first_are_flagged(tmp_path):
+    x16 = np.random.default_rng(0).integers(0, 4096, (60, 8, 8)).astype(np.uint16)
+    with pytest.warns(UserWarning, match="pixel values up to 409[0-9], above 255"):
+        load_dataset(write_npz(tmp_path / "a.npz", x_train=x16))
+    nchw = np.zeros((60, 1, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"Channels first\? .* x.transpose\(0, 2, 3, 1\)"):
+        load_dataset(write_npz(tmp_path / "b.npz", x_train=nchw))
