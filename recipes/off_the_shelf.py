@@ -1,13 +1,14 @@
 """Off-the-shelf CNN features + a linear classifier, against fine-tuning the whole network.
 
-Reproduces the "off-the-shelf" and "fine-tuning" parts of seed 003 (UPC/DCU "Transfer learning"
-lecture): use the pooled outputs of a network trained on ImageNet as generic features and train a
-shallow model on them, a softmax (logistic) regression or a linear SVM (Razavian et al. 2014,
-"CNN features off-the-shelf", the lecture's table: CNN-SVM 74.7%, CNNaug-SVM 86.8% mean accuracy
-on Oxford 102 Flowers); then fine-tune the network on the target labels "until validation loss
-starts to increase" (early stopping on `val_loss`, best weights restored). A control row trains the
-same linear probe on the features of the same network with random weights, to show what the
-ImageNet features contribute.
+Reproduces the "off-the-shelf" and "fine-tuning" parts of K. McGuinness's "Transfer learning"
+lecture (UPC Barcelona deep learning winter school, 2018), after Razavian, Azizpour, Sullivan and
+Carlsson, "CNN features off-the-shelf: an astounding baseline for recognition" (2014): use the
+pooled outputs of a network trained on ImageNet as generic features and train a shallow model on
+them, a softmax (logistic) regression or a linear SVM (the lecture's table, from Razavian et al.:
+CNN-SVM 74.7%, CNNaug-SVM 86.8% mean accuracy on Oxford 102 Flowers); then fine-tune the network on
+the target labels "until validation loss starts to increase" (early stopping on `val_loss`, best
+weights restored). A control row trains the same linear probe on the features of the same
+network with random weights, to show what the ImageNet features contribute.
 
 Default: MobileNetV2 (ImageNet weights, 96x96 RGB input) on 50 Fashion-MNIST images per class from
 the embedded sample (grayscale repeated to RGB and resized inside the input pipeline), 300
@@ -20,16 +21,21 @@ stops when validation loss stops improving, restoring the best epoch.
 The ImageNet weights load offline from `$KERAS_HOME/models/` (Keras names the file by input
 size, e.g. `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5`; the 224 file works
 for every size), or straight from a file with `--weights-file`. Run (about 2-3 minutes on 2 CPU
-cores):
+cores, one seed):
 
     python recipes/off_the_shelf.py --weights-file \
         ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 
-Larger: `--dataset cifar10 --samples-per-class 500 --image-size 160` (tensorflow-datasets name;
-offline it needs a prepared copy, see `--data-dir`), `--backbone EfficientNetB0` (any backbone of
-`BACKBONES`; its weights file must be in `$KERAS_HOME/models/` or given with `--weights-file`).
-`--export` writes the best method (by validation accuracy) as a SavedModel that takes raw images:
-`saved_models/off_the_shelf`.
+`--seeds N` repeats every method with seeds 0..N-1 (the training images drawn, the probes' and
+heads' initial weights) and reports mean +- sd (N times the run time); seeded and deterministic by
+default. `--epochs` is the fine-tuning's largest number of epochs. `--dataset` takes `mnist`,
+`usps`, `fashion_mnist` (embedded, or their files in `--data-root`) or anything `load_dataset`
+takes. Larger: `--dataset cifar10 --samples-per-class 500 --image-size 160` (tensorflow-datasets
+name; offline it needs a prepared copy, see `--data-dir`), `--backbone EfficientNetB0` (any
+backbone of `BACKBONES`; its weights file must be in `$KERAS_HOME/models/` or given with
+`--weights-file`). `--backup-dir DIR` makes fine-tuning resumable and keeps finished runs, so a
+re-run after a kill skips them. `--export` writes the best method of seed 0 (by validation
+accuracy) as a SavedModel that takes raw images: `saved_models/off_the_shelf`.
 """
 
 import argparse
@@ -38,8 +44,8 @@ import time
 
 import keras
 import numpy as np
+from _common import RunCache, add_common_flags, atomic_save, fit, load, mean_sd, set_seeds
 
-from kerastransfer.data import load_dataset
 from kerastransfer.export import export_serving
 from kerastransfer.methods.feature_extraction import extract_features, fit_linear_classifier
 from kerastransfer.models import mobilenet_v2_classifier
@@ -47,41 +53,57 @@ from kerastransfer.models import mobilenet_v2_classifier
 # keras.applications backbones that take raw [0, 255] pixels (their preprocessing is built in),
 # so the exported model needs no Python-side preprocessing. MobileNetV2 gets a Rescaling layer.
 BACKBONES = (
-    "mobilenet_v2", "EfficientNetB0", "EfficientNetB1", "EfficientNetB2", "EfficientNetB3",
-    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2S", "ConvNeXtTiny", "ConvNeXtSmall",
+    "mobilenet_v2",
+    "EfficientNetB0",
+    "EfficientNetB1",
+    "EfficientNetB2",
+    "EfficientNetB3",
+    "EfficientNetV2B0",
+    "EfficientNetV2B1",
+    "EfficientNetV2S",
+    "ConvNeXtTiny",
+    "ConvNeXtSmall",
 )
-# Seed 003 (from Razavian et al. 2014), Oxford 102 Flowers, mean accuracy.
-SOURCE_CLAIMS = {"softmax": "-", "svm": "74.7 (CNN-SVM; 86.8 with augmentation)",
-                 "random": "-", "fine-tune": "-"}
+# The lecture's table (Razavian et al. 2014), Oxford 102 Flowers, mean accuracy.
+SOURCE_CLAIMS = {
+    "softmax": "-",
+    "svm": "74.7 (CNN-SVM; 86.8 with augmentation)",
+    "random": "-",
+    "fine-tune": "-",
+}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="embedded:fashion_mnist",
-                        help="embedded:NAME, .npz path, image folder or tensorflow-datasets name")
+    parser.add_argument(
+        "--dataset",
+        default="fashion_mnist",
+        help="mnist, usps, fashion_mnist (embedded, or from --data-root), an .npz "
+        "path, an image folder or a tensorflow-datasets name",
+    )
     parser.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder")
-    parser.add_argument("--samples-per-class", type=int, default=50,
-                        help="training images per class (0: all)")
+    parser.add_argument(
+        "--samples-per-class", type=int, default=50, help="training images per class (0: all)"
+    )
     parser.add_argument("--validation-split", type=float, default=0.1)
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONES)
-    parser.add_argument("--weights-file", default=None,
-                        help="ImageNet weights file (no top) of the backbone; default: Keras looks "
-                             "in $KERAS_HOME/models/ (downloads when online)")
+    parser.add_argument(
+        "--weights-file",
+        default=None,
+        help="ImageNet weights file (no top) of the backbone; default: Keras looks "
+        "in $KERAS_HOME/models/ (downloads when online)",
+    )
     parser.add_argument("--linear-epochs", type=int, default=300)
     parser.add_argument("--linear-patience", type=int, default=20)
-    parser.add_argument("--fine-tune-epochs", type=int, default=10)
     parser.add_argument("--fine-tune-patience", type=int, default=2)
     parser.add_argument("--fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--skip-random", action="store_true",
-                        help="skip the random-weights control row")
+    parser.add_argument(
+        "--skip-random", action="store_true", help="skip the random-weights control row"
+    )
     parser.add_argument("--skip-fine-tune", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export", action="store_true",
-                        help="export the best method to saved_models/off_the_shelf")
-    parser.add_argument("--export-dir", default="saved_models")
-    parser.add_argument("--verbose", type=int, default=0)
+    add_common_flags(parser, seeds=1, epochs=10)  # --epochs: most fine-tuning epochs
     return parser.parse_args(argv)
 
 
@@ -105,8 +127,9 @@ def build_classifier(backbone, input_shape, num_classes, weights="imagenet"):
 
 def pooled_features(model):
     """The frozen part of a `build_classifier` model: raw images -> pooled backbone features."""
-    extractor = keras.Model(model.inputs, model.get_layer("dropout").input,
-                            name=f"{model.name}_features")
+    extractor = keras.Model(
+        model.inputs, model.get_layer("dropout").input, name=f"{model.name}_features"
+    )
     extractor.trainable = False
     return extractor
 
@@ -138,20 +161,30 @@ def accuracy(model, dataset):
 def features_of(extractor, data):
     """Pooled, normalised features of every split, the normaliser, and the extraction time."""
     start = time.perf_counter()
-    raw = {split: extract_features(extractor, getattr(data, split))
-           for split in ("train", "validation", "test")}
+    raw = {
+        split: extract_features(extractor, getattr(data, split))
+        for split in ("train", "validation", "test")
+    }
     normalizer = feature_normalizer(raw["train"][0].shape[1])
-    feats = {split: (normalizer.predict(x, verbose=0, batch_size=256), y)
-             for split, (x, y) in raw.items()}
+    feats = {
+        split: (normalizer.predict(x, verbose=0, batch_size=256), y)
+        for split, (x, y) in raw.items()
+    }
     return feats, normalizer, time.perf_counter() - start
 
 
 def linear_probe(feats, extract_s, num_classes, loss, args):
     """Fit a linear classifier (early stopping on validation loss); return its row and model."""
     start = time.perf_counter()
-    clf = fit_linear_classifier(*feats["train"], num_classes, loss=loss,
-                                epochs=args.linear_epochs, patience=args.linear_patience,
-                                validation=feats["validation"], verbose=args.verbose)
+    clf = fit_linear_classifier(
+        *feats["train"],
+        num_classes,
+        loss=loss,
+        epochs=args.linear_epochs,
+        patience=args.linear_patience,
+        validation=feats["validation"],
+        verbose=args.verbose,
+    )
     train_s = extract_s + time.perf_counter() - start
 
     def acc(split):
@@ -159,36 +192,51 @@ def linear_probe(feats, extract_s, num_classes, loss, args):
         return float(np.mean(np.argmax(clf.predict(x, verbose=0), -1) == y))
 
     return {
-        "trainable_params": int(clf.count_params()), "train_s": round(train_s, 1),
-        "extract_s": round(extract_s, 1), "val_accuracy": acc("validation"),
-        "test_accuracy": acc("test"), "features": int(feats["train"][0].shape[1]),
+        "trainable_params": int(clf.count_params()),
+        "train_s": round(train_s, 1),
+        "extract_s": round(extract_s, 1),
+        "val_accuracy": acc("validation"),
+        "test_accuracy": acc("test"),
+        "features": int(feats["train"][0].shape[1]),
     }, clf
 
 
-def fine_tune(data, normalizer, probe, weights, args):
+def fine_tune(data, normalizer, probe, weights, args, name="fine-tune"):
     """The whole network trained on the target labels, from ImageNet weights with the trained
     softmax probe (and its feature normaliser) as the head, early stopping on validation loss."""
     net = build_classifier(args.backbone, data.image_shape, data.info.num_classes, weights)
     backbone = keras.Model(net.inputs, net.get_layer("dropout").input, name="backbone")
     for layer in backbone.layers:
-        for sub in (layer.layers if isinstance(layer, keras.Model) else [layer]):
+        for sub in layer.layers if isinstance(layer, keras.Model) else [layer]:
             if isinstance(sub, keras.layers.BatchNormalization):
                 sub.trainable = False  # inference mode: keep the ImageNet statistics
     head = keras.models.clone_model(probe)
     head.set_weights(probe.get_weights())
     model = compose(backbone, normalizer, head, "fine_tuned")
     normalizer.trainable = False
-    model.compile(keras.optimizers.Adam(args.fine_tune_lr), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping("val_loss", patience=args.fine_tune_patience,
-                                         restore_best_weights=True)
+    model.compile(
+        keras.optimizers.Adam(args.fine_tune_lr),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    stop = keras.callbacks.EarlyStopping(
+        "val_loss", patience=args.fine_tune_patience, restore_best_weights=True
+    )
     start = time.perf_counter()
-    history = model.fit(data.train, validation_data=data.validation, epochs=args.fine_tune_epochs,
-                        callbacks=[stop], verbose=args.verbose, shuffle=False)
+    history = fit(
+        model,
+        data,
+        epochs=args.epochs,
+        backup_dir=args.backup_dir,
+        name=name,
+        callbacks=[stop],
+        verbose=args.verbose,
+    )
     train_s = time.perf_counter() - start
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     return {
-        "trainable_params": trainable, "train_s": round(train_s, 1),
+        "trainable_params": trainable,
+        "train_s": round(train_s, 1),
         "val_accuracy": accuracy(model, data.validation),
         "test_accuracy": accuracy(model, data.test),
         "epochs": len(history.history["loss"]),
@@ -196,12 +244,90 @@ def fine_tune(data, normalizer, probe, weights, args):
     }, model
 
 
+class SeedRuns:
+    """The methods of one seed, each computed only when `--backup-dir` does not hold it yet.
+    Features are extracted once, when a method first needs them; every method starts with
+    `set_seeds(seed)`, so a resumed run gives the same numbers."""
+
+    def __init__(self, args, data, seed, cache, weights):
+        self.args, self.data, self.seed, self.cache, self.weights = args, data, seed, cache, weights
+        self.models, self.probes, self.features = {}, {}, {}
+        digest = cache.path.stem if cache.path else "runs"
+        self.prefix = os.path.join("off_the_shelf", digest)  # BackupAndRestore folders
+        self.files = os.path.join(args.backup_dir or "", self.prefix)
+
+    def _set_seeds(self):
+        set_seeds(self.seed, deterministic=not self.args.nondeterministic)
+
+    def _features(self, kind):
+        """(extractor, features, normalizer, extraction seconds) of the ImageNet or random net."""
+        if kind not in self.features:
+            self._set_seeds()
+            weights = self.weights if kind == "imagenet" else None
+            extractor = pooled_features(
+                build_classifier(
+                    self.args.backbone, self.data.image_shape, self.data.info.num_classes, weights
+                )
+            )
+            self.features[kind] = (extractor, *features_of(extractor, self.data))
+        return self.features[kind]
+
+    def _probe(self, key, loss, kind="imagenet"):
+        extractor, feats, normalizer, extract_s = self._features(kind)
+        self._set_seeds()
+        row, clf = linear_probe(feats, extract_s, self.data.info.num_classes, loss, self.args)
+        self.probes[key] = clf
+        name = "random_features" if kind == "random" else f"off_the_shelf_{key}"
+        self.models[key] = compose(extractor, normalizer, clf, name)
+        return row
+
+    def _train(self, key):
+        if key == "softmax":
+            return self._probe("softmax", "softmax")
+        if key == "svm":
+            return self._probe("svm", "hinge")
+        if key == "random":
+            return self._probe("random", "softmax", kind="random")
+        if "softmax" not in self.probes:  # its head: the softmax probe (from a cached run)
+            self._probe("softmax", "softmax")
+        _, _, normalizer, _ = self._features("imagenet")
+        self._set_seeds()
+        row, model = fine_tune(
+            self.data,
+            normalizer,
+            self.probes["softmax"],
+            self.weights,
+            self.args,
+            name=os.path.join(self.prefix, f"fine-tune-{self.seed}"),
+        )
+        self.models["fine-tune"] = model
+        return row
+
+    def file(self, key):
+        return os.path.join(self.files, f"{key}-{self.seed}.keras")
+
+    def get(self, key):
+        def compute():
+            row = self._train(key)
+            if self.args.backup_dir and self.seed == 0 and key != "random":
+                atomic_save(self.models[key], self.file(key))  # to export from a resumed run
+            return row
+
+        return self.cache.get(f"{key}:{self.seed}", compute)
+
+    def model(self, key):
+        """The model of a method: from this process, or from `--backup-dir`."""
+        return self.models.get(key) or keras.models.load_model(self.file(key))
+
+
 def main(argv=None):
-    """Run every method, print the table and return it.
+    """Run every method for every seed, print the table and return it.
 
     Returns:
-        A dict with `rows` (method, trainable_params, train_s, val_accuracy, test_accuracy, ...),
-        `models` (the composed/fine-tuned Keras models, by method key) and `export_path`.
+        A dict with `rows` (one per method: method, trainable_params, train_s, val_accuracy and
+        test_accuracy (means over seeds), val_sd, test_sd, test_runs, ...), `models` (seed 0's
+        composed/fine-tuned Keras models trained in this process, by method key),
+        `export_path` and `data` (seed 0's).
     """
     args = parse_args(argv)
     weights = args.weights_file or "imagenet"
@@ -209,73 +335,109 @@ def main(argv=None):
         raise FileNotFoundError(
             f"--weights-file {args.weights_file!r} does not exist. Give the path of the "
             f"backbone's ImageNet weights file (no top), or leave the flag out to let Keras use "
-            f"$KERAS_HOME/models/.")
-    keras.utils.set_random_seed(args.seed)
+            f"$KERAS_HOME/models/."
+        )
+    set_seeds(0, deterministic=not args.nondeterministic)
     size = args.image_size
-    data = load_dataset(
-        args.dataset, validation_split=args.validation_split,
-        samples_per_class=args.samples_per_class or None, image_shape=(size, size, 3),
-        batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir,
+    keys = (
+        ["softmax", "svm"]
+        + ["random"] * (not args.skip_random)
+        + ["fine-tune"] * (not args.skip_fine_tune)
     )
-    if data.validation is None:
-        raise ValueError("This recipe needs a validation split (early stopping): "
-                         "pass --validation-split > 0.")
-    print(f"{data}; images converted to {data.image_shape}; backbone {args.backbone}")
+    labels = {
+        "softmax": "ImageNet features + softmax regression",
+        "svm": "ImageNet features + linear SVM (hinge)",
+        "random": "random-weights features + softmax",
+        "fine-tune": "fine-tuning, early stopping on val_loss",
+    }
+    cache = RunCache(args.backup_dir, "off_the_shelf", args)
+    results = {key: [] for key in keys}
+    for seed in range(args.seeds):
+        data = load(
+            args.dataset,
+            args,
+            validation_split=args.validation_split,
+            samples_per_class=args.samples_per_class or None,
+            image_shape=(size, size, 3),
+            batch_size=args.batch_size,
+            seed=seed,
+            data_dir=args.data_dir,
+        )
+        if data.validation is None:
+            raise ValueError(
+                "This recipe needs a validation split (early stopping): "
+                "pass --validation-split > 0."
+            )
+        if seed == 0:
+            print(f"{data}; images converted to {data.image_shape}; backbone {args.backbone}")
+            first, first_data = SeedRuns(args, data, seed, cache, weights), data
+        runs = first if seed == 0 else SeedRuns(args, data, seed, cache, weights)
+        for key in keys:
+            results[key].append(runs.get(key))
+        print(
+            f"  seed {seed}: "
+            + ", ".join(f"{key} {100 * results[key][-1]['test_accuracy']:.1f}%" for key in keys)
+        )
 
-    rows, models = [], {}
-    num_classes = data.info.num_classes
-    pretrained = build_classifier(args.backbone, data.image_shape, num_classes, weights)
-    extractor = pooled_features(pretrained)
-    feats, normalizer, extract_s = features_of(extractor, data)
-    for key, loss, label in (("softmax", "softmax", "ImageNet features + softmax regression"),
-                             ("svm", "hinge", "ImageNet features + linear SVM (hinge)")):
-        row, clf = linear_probe(feats, extract_s, num_classes, loss, args)
-        rows.append({"key": key, "method": label, **row})
-        models[key] = compose(extractor, normalizer, clf, f"off_the_shelf_{key}")
-        if key == "softmax":
-            softmax_probe = clf
-    if not args.skip_random:
-        random_extractor = pooled_features(
-            build_classifier(args.backbone, data.image_shape, num_classes, None))
-        random_feats, random_normalizer, random_s = features_of(random_extractor, data)
-        row, clf = linear_probe(random_feats, random_s, num_classes, "softmax", args)
-        rows.append({"key": "random", "method": "random-weights features + softmax", **row})
-        models["random"] = compose(random_extractor, random_normalizer, clf, "random_features")
-    if not args.skip_fine_tune:
-        row, model = fine_tune(data, normalizer, softmax_probe, weights, args)
-        label = "fine-tuning, early stopping on val_loss"
-        rows.append({"key": "fine-tune", "method": label, **row})
-        models["fine-tune"] = model
+    rows = []
+    for key in keys:
+        runs = results[key]
+        row = {"key": key, "method": labels[key], **runs[0]}
+        for field in ("val_accuracy", "test_accuracy", "train_s"):
+            row[field] = float(np.mean([r[field] for r in runs]))
+        row["val_sd"] = float(np.std([r["val_accuracy"] for r in runs]))
+        row["test_sd"] = float(np.std([r["test_accuracy"] for r in runs]))
+        row["val_runs"] = [r["val_accuracy"] for r in runs]
+        row["test_runs"] = [r["test_accuracy"] for r in runs]
+        rows.append(row)
 
-    print_table(rows, args, data)
+    print_table(rows, args, first_data)
     export_path = None
     if args.export:
         best = max((r for r in rows if r["key"] != "random"), key=lambda r: r["val_accuracy"])
-        export_path = export_serving(models[best["key"]],
-                                     os.path.join(args.export_dir, "off_the_shelf"),
-                                     raw_shape=data.info.image_shape)
-        print(f"Exported '{best['method']}' (best validation accuracy) to {export_path}")
-    return {"rows": rows, "models": models, "export_path": export_path, "data": data}
+        export_path = export_serving(
+            first.model(best["key"]),
+            os.path.join(args.saved_models, "off_the_shelf"),
+            raw_shape=first_data.info.image_shape,
+        )
+        print(
+            f"Exported '{best['method']}' (best validation accuracy; seed 0's model) to "
+            f"{export_path}"
+        )
+    return {"rows": rows, "models": first.models, "export_path": export_path, "data": first_data}
 
 
 def print_table(rows, args, data):
+    more = " (--seeds N for more)" if args.seeds == 1 else ""
     print()
-    print(f"Off-the-shelf features vs fine-tuning: {args.backbone} on {args.dataset} "
-          f"({len(data.arrays('train')[1])} training images, {data.image_shape})")
-    header = (f"| {'method':<40} | {'trainable params':>16} | {'train s':>7} | {'val acc':>7} | "
-              f"{'test acc':>8} | {'seed 003 (Flowers-102)':<40} |")
+    print(
+        f"Off-the-shelf features vs fine-tuning: {args.backbone} on {args.dataset} "
+        f"({len(data.arrays('train')[1])} training images, {data.image_shape}), "
+        f"mean +- sd over {args.seeds} seed(s){more}"
+    )
+    header = (
+        f"| {'method':<40} | {'trainable params':>16} | {'train s':>7} | "
+        f"{'val acc, %':>13} | {'test acc, %':>13} | {'lecture (Flowers-102), %':<40} |"
+    )
     print(header)
     print("|" + "|".join("-" * len(c) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
-        print(f"| {r['method']:<40} | {r['trainable_params']:>16,} | {r['train_s']:>7.1f} | "
-              f"{r['val_accuracy']:>7.2%} | {r['test_accuracy']:>8.2%} | "
-              f"{SOURCE_CLAIMS[r['key']]:<40} |")
-    notes = [f"linear-probe train time includes extracting the features of all splits "
-             f"({rows[0]['extract_s']:.1f} s for ImageNet)"]
+        val, test = mean_sd(r["val_runs"], 100), mean_sd(r["test_runs"], 100)
+        print(
+            f"| {r['method']:<40} | {r['trainable_params']:>16,} | {r['train_s']:>7.1f} | "
+            f"{val:>13} | {test:>13} | {SOURCE_CLAIMS[r['key']]:<40} |"
+        )
+    notes = [
+        f"linear-probe train time includes extracting the features of all splits "
+        f"({rows[0]['extract_s']:.1f} s for ImageNet)"
+    ]
     tuned = [r for r in rows if r["key"] == "fine-tune"]
     if tuned:
-        notes.append(f"fine-tuning (time excludes the softmax probe it starts from) ran "
-                     f"{tuned[0]['epochs']} epochs, best (restored) epoch {tuned[0]['best_epoch']}")
+        notes.append(
+            f"fine-tuning (time excludes the softmax probe it starts from) ran "
+            f"{tuned[0]['epochs']} epochs, best (restored) epoch {tuned[0]['best_epoch']}"
+            f"{' (seed 0)' if args.seeds > 1 else ''}"
+        )
     print("; ".join(notes) + ".")
 
 

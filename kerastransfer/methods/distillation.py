@@ -1,4 +1,6 @@
-"""Knowledge distillation (seed 003; Hinton, Vinyals & Dean 2015) on top of `keras.distillation`.
+"""Knowledge distillation on top of `keras.distillation`.
+
+After Hinton, Vinyals and Dean, "Distilling the knowledge in a neural network" (2015).
 
 A small *student* learns from the class probabilities of a large *teacher* ("soft targets"),
 softened at a temperature T, together with the ordinary hard-label loss:
@@ -7,10 +9,12 @@ softened at a temperature T, together with the ordinary hard-label loss:
     distillation loss   T^2 * KL(teacher' || student')        (both softened at T)
     total loss          a * CE(labels, student) + (1 - a) * distillation loss
 
-`a` is `student_loss_weight`. Seed 003 writes the soft loss as the cross-entropy H(y', y^'); the
-KL divergence used here differs from it by the teacher's entropy, a constant for the student, so
-the gradients are the same. (The seed prints the loss as `-H(...)`: the sign is a typo, the loss to
-minimise is `+H`.) The T^2 factor keeps the soft gradients' scale independent of T (Hinton et al.).
+`a` is `student_loss_weight`. K. McGuinness's "Transfer learning" lecture (UPC Barcelona deep
+learning winter school, 2018) writes the soft loss as the cross-entropy H(y', y^'); the KL
+divergence used here differs from it by the teacher's entropy, a constant for the student, so
+the gradients are the same. (The lecture prints the loss as `-H(...)`: the sign is a typo, the
+loss to minimise is `+H`.) The T^2 factor keeps the soft gradients' scale independent of T
+(Hinton et al.).
 
 **Logits from probability models.** `keras.distillation.LogitsDistillation` divides *logits* by T,
 but the toolkit's models end in a `Dense(..., activation="softmax")` layer called "classifier" and
@@ -144,7 +148,8 @@ def logits_model(model, name=None):
 
 
 def soft_targets(probabilities, temperature):
-    """Seed 003's softened targets: `p_i^(1/T) / sum_j p_j^(1/T)`, i.e. `softmax(log(p) / T)`.
+    """Softened targets (Hinton et al. 2015): `p_i^(1/T) / sum_j p_j^(1/T)`, i.e.
+    `softmax(log(p) / T)`.
 
     Equal to `softmax(logits / T)` for probabilities `softmax(logits)`; T > 1 raises the weight of
     the small, non-target probabilities (the "dark knowledge").

@@ -1,24 +1,22 @@
-"""Seed 002's layer-transfer sweep: retain the bottom n levels of a source LeNet-5, fixed.
+"""Layer transfer: retain the bottom n levels of a trained source LeNet-5, fixed.
 
-Gutstein et al. train a LeNet-5 variant (`kerastransfer.lenet.lenet5`) on one set of classes,
-then learn a different set of classes with a new net whose bottom n levels (C1, S2, C3, S4, C5:
-n = 0..5) are copied from the source and kept fixed, for 1, 5, 10, 20 and 40 training samples
-per class, 5 trials each. Classes are targets coded as +-1 vectors, one-of-N (`"onehot"`) or seed
-002's random 20-bit codes (`"random20"`), learned with a squared error; a prediction is the class
-whose code is nearest to the output.
+After Gutstein, Fuentes and Freudenthal, "Knowledge transfer in deep convolutional neural nets"
+(2008): a LeNet-5 variant (`kerastransfer.models.lenet.lenet5`) is trained on one set of
+classes; a new net then learns a different set of classes with its bottom n levels (C1, S2, C3,
+S4, C5: n = 0..5) copied from the source and kept fixed, from k training samples per class,
+repeated over trials. Classes are target codes of +-1 values, one-of-N (`"onehot"`) or random
+20-bit codes (`"random20"`, the paper's), learned with a squared error; a prediction is the
+class whose code is nearest to the output:
+
+    loss = mean_i ||f(x_i) - c_{y_i}||^2,    prediction(x) = argmin_k ||f(x) - c_k||^2
 
 Example (tiny settings):
 
 >>> source, report = train_source("embedded:mnist", classes=[0, 1, 2, 3, 4], epochs=1)
 >>> rows = layer_transfer_sweep(source, "embedded:mnist", target_classes=[5, 6, 7, 8, 9],
 ...                             levels=[0, 4], samples_per_class=[5], trials=1, epochs=2)
->>> [(r["retained"], r["samples_per_class"]) for r in rows]
-[(0, 5), (4, 5)]
->>> [(s["retained"], s["trials"]) for s in summarize(rows)]
-[(0, 1), (4, 1)]
->>> print(format_table(summarize(rows)))  # doctest: +SKIP
-retained n       free to train                   5/class
-...
+>>> [(r["retained"], r["samples_per_class"], r["trial"]) for r in rows]
+[(0, 5, 0), (4, 5, 0)]
 """
 
 import dataclasses
@@ -33,7 +31,6 @@ from kerastransfer.data import load_dataset, to_image_shape
 from kerastransfer.models.lenet import (
     LEVELS,
     TABLE_1,
-    code_classifier,
     free_parameter_table,
     lenet5,
 )
@@ -50,8 +47,8 @@ MAX_RETAINED = len(LEVELS) - 1  # retaining all six levels would leave nothing t
 def make_codes(kind, num_classes, *, bits=20, seed=0):
     """Target codes, one +-1 row per class.
 
-    `"random20"` (seed 002): each class gets a random vector of `bits` (default 20) +-1 bits,
-    all rows distinct. `"onehot"`: the one-of-N code, +1 for the class and -1 elsewhere.
+    `"random20"` (Gutstein et al. 2008): each class gets a random vector of `bits` (default 20)
+    +-1 bits, all rows distinct. `"onehot"`: the one-of-N code, +1 for the class and -1 elsewhere.
 
     >>> make_codes("onehot", 3)
     array([[ 1., -1., -1.],
@@ -90,10 +87,12 @@ def code_accuracy(model, images, labels, codes, *, batch_size=500):
     """Fraction of `images` whose nearest code is their label's."""
     # Direct calls, not `predict`: the sweep tests many nets once each, and `predict` would
     # trace a graph for every one of them.
-    outputs = np.concatenate([
-        np.asarray(model(images[i:i + batch_size], training=False))
-        for i in range(0, len(images), batch_size)
-    ])
+    outputs = np.concatenate(
+        [
+            np.asarray(model(images[i : i + batch_size], training=False))
+            for i in range(0, len(images), batch_size)
+        ]
+    )
     return float(np.mean(decode(outputs, codes) == np.asarray(labels)))
 
 
@@ -106,13 +105,19 @@ def compile_code_model(model, *, learning_rate=1e-3):
     return model
 
 
-def load_images(source, *, classes=None, samples_per_class=None, validation_split=0.0,
-                resize="pad", seed=0):
+def load_images(
+    source, *, classes=None, samples_per_class=None, validation_split=0.0, resize="pad", seed=0
+):
     """`load_dataset` with its splits as 32x32x1 float NumPy arrays in [0, 255]: a dict of
     split -> (images, labels), plus the `TransferData` under "data"."""
     data = load_dataset(
-        source, classes=classes, samples_per_class=samples_per_class,
-        validation_split=validation_split, image_shape=IMAGE_SHAPE, resize=resize, seed=seed,
+        source,
+        classes=classes,
+        samples_per_class=samples_per_class,
+        validation_split=validation_split,
+        image_shape=IMAGE_SHAPE,
+        resize=resize,
+        seed=seed,
     )
     splits = {"data": data}
     for split in ("train", "validation", "test"):
@@ -144,9 +149,23 @@ class SourceReport:
         )
 
 
-def train_source(source, *, classes=None, codes="random20", epochs=8, batch_size=32,
-                 learning_rate=1e-3, resize="pad", seed=0, verbose=0):
+def train_source(
+    source,
+    *,
+    classes=None,
+    codes="random20",
+    epochs=8,
+    batch_size=32,
+    learning_rate=1e-3,
+    resize="pad",
+    seed=0,
+    callbacks=(),
+    verbose=0,
+):
     """Train the source LeNet-5 on `source` (all of its training images of `classes`).
+
+    The codes, the validation split (10%) and the initial weights are drawn with `seed`;
+    `callbacks` go to `fit` (e.g. `keras.callbacks.BackupAndRestore` to resume).
 
     Returns:
         `(model, SourceReport)`.
@@ -156,17 +175,27 @@ def train_source(source, *, classes=None, codes="random20", epochs=8, batch_size
     info = splits["data"].info
     code_table = make_codes(codes, info.num_classes, seed=seed)
     keras.utils.set_random_seed(seed)
-    model = compile_code_model(lenet5(code_table.shape[1], name="source"),
-                               learning_rate=learning_rate)
+    model = compile_code_model(
+        lenet5(code_table.shape[1], name="source"), learning_rate=learning_rate
+    )
     (x, y), (xv, yv) = splits["train"], splits["validation"]
-    model.fit(x, code_table[y], validation_data=(xv, code_table[yv]), epochs=epochs,
-              batch_size=batch_size, verbose=verbose)
+    model.fit(
+        x,
+        code_table[y],
+        validation_data=(xv, code_table[yv]),
+        epochs=epochs,
+        batch_size=batch_size,
+        callbacks=list(callbacks),
+        verbose=verbose,
+    )
     report = SourceReport(
-        source=str(source), classes=None if classes is None else list(classes),
+        source=str(source),
+        classes=None if classes is None else list(classes),
         codes=code_table,
         train_accuracy=code_accuracy(model, x, y, code_table),
         test_accuracy=code_accuracy(model, *splits["test"], code_table),
-        seconds=time.perf_counter() - start, raw_shape=info.image_shape,
+        seconds=time.perf_counter() - start,
+        raw_shape=info.image_shape,
     )
     return model, report
 
@@ -221,8 +250,11 @@ def trainable_free_parameters(retained, table=TABLE_1):
 # -- the sweep ---------------------------------------------------------------------------------
 
 
-class _LevelRunner:
+class LevelRunner:
     """One compiled target net for a retained count n, reset for every run.
+
+    `run(...)` trains the net on one training set from a fresh, seeded start (see `reset`) and
+    returns its test accuracy; the same seed gives the same accuracy whatever ran before.
 
     Re-initialising the weights of one compiled net, rather than building and compiling a new
     net per run, saves a graph trace per run: with 150 small runs that is most of the time.
@@ -248,6 +280,7 @@ class _LevelRunner:
             variable.assign(value)
 
     def run(self, x, y, codes, x_test, y_test, *, epochs, min_steps, batch_size, seed):
+        """Train on `(x, codes[y])` from a fresh start seeded by `seed`; the test accuracy."""
         self.reset(seed)
         steps = training_steps(len(x), epochs=epochs, min_steps=min_steps, batch_size=batch_size)
         # One Keras epoch of `steps` full batches drawn from the repeated, reshuffled set: the
@@ -323,12 +356,15 @@ def layer_transfer_sweep(
     seed=0,
     on_result=None,
     keep_best=False,
+    cache=None,
 ):
-    """Seed 002's sweep: for each retained n, samples per class k and trial, train a target net.
+    """The layer-transfer sweep of Gutstein, Fuentes and Freudenthal (2008): for each retained
+    n, samples per class k and trial, train a target net and test it.
 
     Trial t draws its k training images per class, its target codes and its initial weights
     with seed `seed + t`; the same draw serves every n, so the curves over n are paired. Every
-    net is tested on the whole test split of the target classes.
+    net is tested on the whole test split of the target classes. A run depends only on its
+    (n, k, seed), not on the runs before it, so a sweep can resume from cached runs.
 
     Args:
         source_model: a trained `lenet5` (see `train_source`).
@@ -345,12 +381,16 @@ def layer_transfer_sweep(
         resize: how target images become 32x32 ("pad" or "resize").
         seed: base seed.
         on_result: called with each result row as it comes (progress printing).
-        keep_best: keep the weights and codes of the most accurate run (row key "weights",
-            "codes" on the best row only).
+        keep_best: keep the weights and codes of the most accurate run (row keys "weights" and
+            "codes", on the best row only). A best run that came from `cache` is trained again
+            (same seed, same weights) to recover its weights.
+        cache: optional store of finished runs: an object whose `get(key, compute)` returns the
+            row stored under `key` (a string naming n, k and the seed) or stores and returns
+            `compute()`'s. Rows must come back as they went in (plain JSON values).
 
     Returns:
-        One dict per run: retained, samples_per_class, trial, accuracy, trainable_parameters
-        (free parameters left to train) and seconds.
+        One dict per run: retained, samples_per_class, trial, seed, accuracy,
+        trainable_parameters (free parameters left to train) and seconds.
     """
     levels, samples_per_class = list(levels), list(samples_per_class)
     check_sweep_args(levels, samples_per_class, trials, available_per_class(target, target_classes))
@@ -360,134 +400,66 @@ def layer_transfer_sweep(
     code_tables = [make_codes(codes, num_classes, seed=seed + 1000 + t) for t in range(trials)]
     code_bits = code_tables[0].shape[1]
     table = free_parameter_table(lenet5(code_bits))
-    runners = {n: _LevelRunner(source_model, n, code_bits, learning_rate) for n in levels}
+    runners = {}
     rows, best = [], None
     for k in samples_per_class:
         for t in range(trials):
-            x, y = load_images(target, classes=target_classes, samples_per_class=k,
-                               resize=resize, seed=seed + t)["train"]
+            x, y = load_images(
+                target, classes=target_classes, samples_per_class=k, resize=resize, seed=seed + t
+            )["train"]
             for n in levels:
-                start = time.perf_counter()
-                accuracy = runners[n].run(
-                    x, y, code_tables[t], x_test, y_test, epochs=epochs, min_steps=min_steps,
-                    batch_size=batch_size, seed=seed + t,
-                )
-                row = {
-                    "retained": n, "samples_per_class": k, "trial": t, "accuracy": accuracy,
-                    "trainable_parameters": trainable_free_parameters(n, table),
-                    "seconds": time.perf_counter() - start,
-                }
+                kept = {}  # the weights of a run trained here (not cached)
+
+                def run(n=n, x=x, y=y, t=t, kept=kept):
+                    if n not in runners:
+                        runners[n] = LevelRunner(source_model, n, code_bits, learning_rate)
+                    start = time.perf_counter()
+                    accuracy = runners[n].run(
+                        x,
+                        y,
+                        code_tables[t],
+                        x_test,
+                        y_test,
+                        epochs=epochs,
+                        min_steps=min_steps,
+                        batch_size=batch_size,
+                        seed=seed + t,
+                    )
+                    row = {
+                        "retained": n,
+                        "samples_per_class": k,
+                        "trial": t,
+                        "seed": seed + t,
+                        "accuracy": accuracy,
+                        "trainable_parameters": trainable_free_parameters(n, table),
+                        "seconds": time.perf_counter() - start,
+                    }
+                    if keep_best:
+                        kept["weights"] = runners[n].model.get_weights()
+                    return row
+
+                key = f"retain{n}_k{k}_seed{seed + t}"
+                row = dict(cache.get(key, run) if cache is not None else run())
                 rows.append(row)
-                if keep_best and (best is None or accuracy > best[0]["accuracy"]):
-                    best = (row, runners[n].model.get_weights(), code_tables[t])
+                if keep_best and (best is None or row["accuracy"] > best[0]["accuracy"]):
+                    best = (row, kept.get("weights"), code_tables[t], x, y)
                 if on_result is not None:
                     on_result(row)
     if keep_best:
-        best[0]["weights"], best[0]["codes"] = best[1], best[2]
+        row, weights, code_table, x, y = best
+        if weights is None:  # a cached run: train it again, from the same seed
+            runner = LevelRunner(source_model, row["retained"], code_bits, learning_rate)
+            runner.run(
+                x,
+                y,
+                code_table,
+                x_test,
+                y_test,
+                epochs=epochs,
+                min_steps=min_steps,
+                batch_size=batch_size,
+                seed=row["seed"],
+            )
+            weights = runner.model.get_weights()
+        row["weights"], row["codes"] = weights, code_table
     return sorted(rows, key=lambda r: (r["retained"], r["samples_per_class"], r["trial"]))
-
-
-def best_model(rows):
-    """The most accurate run's target net (kept with `keep_best=True`) as a probability
-    classifier (`lenet.code_classifier`), ready for `export.export_serving`."""
-    kept = [r for r in rows if "weights" in r]
-    if not kept:
-        raise ValueError("No weights were kept: run `layer_transfer_sweep(..., keep_best=True)`.")
-    row = kept[0]
-    model = lenet5(row["codes"].shape[1], name=f"target_retain{row['retained']}")
-    model.set_weights(row["weights"])
-    return code_classifier(model, row["codes"], name="layer_transfer_classifier"), row
-
-
-# -- reporting ---------------------------------------------------------------------------------
-
-
-def summarize(rows):
-    """Min / mean / max accuracy over trials for each (retained, samples_per_class).
-
-    >>> rows = [{"retained": 0, "samples_per_class": 1, "accuracy": a} for a in (0.5, 0.7)]
-    >>> summarize(rows)  # doctest: +NORMALIZE_WHITESPACE
-    [{'retained': 0, 'samples_per_class': 1, 'min': 0.5, 'mean': 0.6, 'max': 0.7,
-      'trials': 2}]
-    """
-    cells = {}
-    for row in rows:
-        cells.setdefault((row["retained"], row["samples_per_class"]), []).append(row["accuracy"])
-    return [
-        {"retained": n, "samples_per_class": k, "min": min(acc), "mean": sum(acc) / len(acc),
-         "max": max(acc), "trials": len(acc)}
-        for (n, k), acc in sorted(cells.items())
-    ]
-
-
-def format_table(summary, table=TABLE_1):
-    """A text table: one row per retained n, one `min/mean/max` column per samples per class."""
-    levels = sorted({s["retained"] for s in summary})
-    sizes = sorted({s["samples_per_class"] for s in summary})
-    cell = {(s["retained"], s["samples_per_class"]): s for s in summary}
-    total = sum(table.values())
-    width = 17
-    head = f"{'retained n':<16}{'free to train':>14} " + "".join(
-        f"{f'{k}/class':>{width}}" for k in sizes
-    )
-    lines = [head, f"{'':<31}" + "".join(f"{'min/mean/max':>{width}}" for _ in sizes)]
-    for n in levels:
-        name = f"{n} ({_level_span(n)})"
-        free = trainable_free_parameters(n, table)
-        line = f"{name:<16}{free:>7,} {100 * free / total:>5.1f}%  "
-        for k in sizes:
-            s = cell.get((n, k))
-            text = "-" if s is None else f"{s['min']:.2f}/{s['mean']:.2f}/{s['max']:.2f}"
-            line += f"{text:>{width}}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def _level_span(n):
-    return "none" if n == 0 else LEVELS[0] if n == 1 else f"{LEVELS[0]}-{LEVELS[n - 1]}"
-
-
-def plot_learning_curves(summary, path, *, panels=(1, 10, 40), title=None):
-    """Seed 002's Figures 2-5 in one PNG: mean accuracy vs retained levels, one curve per
-    samples-per-class (Fig. 2), then min / mean / max panels for the sizes in `panels` that were
-    run (Figs. 3-5; the smallest, middle and largest size run if none of them were)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not summary:
-        raise ValueError("Nothing to plot: `summary` is empty.")
-    sizes = sorted({s["samples_per_class"] for s in summary})
-    chosen = [k for k in panels if k in sizes]
-    if not chosen:
-        chosen = sorted({sizes[0], sizes[len(sizes) // 2], sizes[-1]})
-    fig, axes = plt.subplots(1, 1 + len(chosen), figsize=(4.2 * (1 + len(chosen)), 3.8),
-                             squeeze=False)
-    axes = axes[0]
-
-    def curve(k, key):
-        points = sorted((s["retained"], s[key]) for s in summary if s["samples_per_class"] == k)
-        return [p[0] for p in points], [p[1] for p in points]
-
-    for k in reversed(sizes):
-        axes[0].plot(*curve(k, "mean"), marker="o", label=f"{k}/class")
-    axes[0].set_title("Fig. 2: mean accuracy")
-    axes[0].legend(fontsize=8)
-    for ax, k in zip(axes[1:], chosen):
-        for key, style in (("max", "^--"), ("mean", "o-"), ("min", "v--")):
-            ax.plot(*curve(k, key), style, label=key)
-        ax.set_title(f"{k} sample{'s' if k > 1 else ''}/class: min, mean, max")
-        ax.legend(fontsize=8)
-    levels = sorted({s["retained"] for s in summary})
-    for ax in axes:
-        ax.set_xlabel("retained levels n")
-        ax.set_ylabel("test accuracy")
-        ax.set_xticks(levels)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

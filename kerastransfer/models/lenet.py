@@ -1,7 +1,9 @@
-"""Seed 002's LeNet-5 variant (Gutstein et al., Figure 1 and Table 1) and its LeNet layers.
+"""The LeNet-5 variant of Gutstein, Fuentes and Freudenthal, "Knowledge transfer in deep
+convolutional neural nets" (2008; Figure 1 and Table 1), and its LeNet layers.
 
-The network is LeNet-5 (LeCun et al.) with the last two layers merged into one: F6 has one unit
-per bit of the target code (20 for seed 002's random 20-bit codes). Its levels, counted from the
+The network is LeNet-5 (LeCun, Bottou, Bengio and Haffner, "Gradient-based learning applied to
+document recognition", 1998) with the last two layers merged into one: F6 has one unit per bit of
+the target code (20 for the paper's random 20-bit codes). Its levels, counted from the
 input, are C1, S2, C3, S4, C5 and F6, and its free parameters are exactly those of Table 1:
 
 | level | what | free parameters |
@@ -35,7 +37,7 @@ from kerastransfer.surgery import weighted_levels
 
 PACKAGE = "kerastransfer"
 
-#: Seed 002's Table 1: free parameters per level of its LeNet-5 variant (20-unit F6).
+#: Table 1 of Gutstein et al. (2008): free parameters per level of its LeNet-5 variant (20-unit F6).
 TABLE_1 = {"C1": 156, "S2": 12, "C3": 1516, "S4": 32, "C5": 48120, "F6": 2420}
 LEVELS = tuple(TABLE_1)
 
@@ -221,7 +223,8 @@ class PartialConv2D(layers.Conv2D):
 class CodeSoftmax(layers.Layer):
     """Class probabilities from code outputs: softmax over negative squared distances to codes.
 
-    Seed 002 gives each class a target code (a +-1 vector) and predicts the class whose code is
+    Gutstein et al. (2008) give each class a target code (a +-1 vector) and predict the class whose
+    code is
     nearest to the network output. This layer keeps that decision (its arg-max is the nearest
     code) and turns it into probabilities, `softmax(-sharpness * ||y - code_k||^2)`, so a code
     network can be served like any classifier. The codes are configuration, not weights.
@@ -261,13 +264,14 @@ class CodeSoftmax(layers.Layer):
 
 
 def lenet5(code_bits=20, *, input_shape=(32, 32, 1), name="lenet5"):
-    """Seed 002's LeNet-5 variant: C1, S2, C3, S4, C5 and an F6 of `code_bits` units.
+    """The LeNet-5 variant of Gutstein et al. (2008): C1, S2, C3, S4, C5 and an F6 of `code_bits`
+    units.
 
     Takes raw pixels in [0, 255] (rescaled inside) and outputs the F6 code, each unit in
     (-1.7159, 1.7159); train it on +-1 target codes with a squared error.
 
     Args:
-        code_bits: F6 units, the length of the target codes (20 in seed 002; the number of
+        code_bits: F6 units, the length of the target codes (20 in Gutstein et al.; the number of
             classes for one-of-N codes).
         input_shape: (32, 32, 1) as in LeNet-5; C5 then reads 5x5 maps and yields 1x1 maps.
         name: model name.
@@ -283,7 +287,7 @@ def lenet5(code_bits=20, *, input_shape=(32, 32, 1), name="lenet5"):
         raise ValueError(f"`code_bits` must be at least 2. Received: {code_bits}")
     if tuple(input_shape) != (32, 32, 1):
         raise ValueError(
-            f"seed 002's LeNet-5 takes 32x32x1 images. Received input_shape={input_shape}; load "
+            f"Gutstein et al.'s LeNet-5 variant takes 32x32x1 images. Received input_shape={input_shape}; load "
             "28x28 digits with `load_dataset(..., image_shape=(32, 32, 1), resize='pad')`."
         )
     act = scaled_tanh
@@ -319,13 +323,13 @@ def count_free_parameters(model):
 
 
 def check_table_1(model):
-    """Raise if `model`'s free parameters per level differ from seed 002's Table 1."""
+    """Raise if `model`'s free parameters per level differ from Gutstein et al.'s Table 1."""
     table = free_parameter_table(model)
     if table != TABLE_1:
         diff = {k: (table.get(k), TABLE_1.get(k)) for k in set(table) | set(TABLE_1)
                 if table.get(k) != TABLE_1.get(k)}
         raise ValueError(
-            f"Model '{model.name}' does not match seed 002's Table 1: (model, paper) per level "
+            f"Model '{model.name}' does not match Gutstein et al.'s Table 1: (model, paper) per level "
             f"{diff}. Table 1 is for a 20-bit F6 (`lenet5(code_bits=20)`)."
         )
     return table

@@ -1,15 +1,17 @@
-"""Knowledge distillation: logits views, the combined soft + hard loss, the recipe, its export."""
-
-import pathlib
+"""Knowledge distillation: logits views, the combined soft + hard loss, saving, bad input."""
 
 import keras
 import numpy as np
 import pytest
 
-from kerastransfer.methods.distillation import DenseLogits, build_distiller, logits_model, soft_targets
+from kerastransfer.methods.distillation import (
+    DenseLogits,
+    build_distiller,
+    logits_model,
+    soft_targets,
+)
 from kerastransfer.methods.feature_extraction import linear_classifier
 from kerastransfer.models import small_cnn
-
 
 
 def softmax(z):
@@ -38,8 +40,9 @@ def test_logits_view_matches_probabilities_and_shares_weights():
     model = small_cnn((16, 16, 1), 4, filters=(2, 3), dense=8)
     view = logits_model(model)
     x, _ = images()
-    np.testing.assert_allclose(softmax(view.predict(x, verbose=0)), model.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        softmax(view.predict(x, verbose=0)), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     assert {id(v) for v in view.weights} == {id(v) for v in model.weights}
     assert view.layers[-1].name == "classifier_logits"
     # An update of the probability model shows in the view: they are one set of variables.
@@ -64,13 +67,13 @@ def test_logits_view_rejects_non_softmax_outputs():
         DenseLogits(keras.layers.Softmax())
 
 
-def test_soft_targets_follow_the_seed_formula():
+def test_soft_targets_follow_the_lecture_formula():
     logits = np.array([[2.0, -1.0, 0.5, 4.0], [0.0, 0.0, 1.0, -3.0]], "float32")
     p = softmax(logits)
     for t in (1.0, 2.0, 5.0):
-        seed = p ** (1 / t) / (p ** (1 / t)).sum(-1, keepdims=True)
+        formula = p ** (1 / t) / (p ** (1 / t)).sum(-1, keepdims=True)
         got = keras.ops.convert_to_numpy(soft_targets(p, t))
-        np.testing.assert_allclose(got, seed, rtol=1e-5)
+        np.testing.assert_allclose(got, formula, rtol=1e-5)
         np.testing.assert_allclose(got, softmax(logits / t), rtol=1e-5)
     # A higher temperature raises the non-target probabilities.
     assert soft_targets(p, 5.0)[0, 1] > soft_targets(p, 1.0)[0, 1]
@@ -94,7 +97,7 @@ def test_distiller_loss_is_weighted_hard_plus_t2_soft_by_hand():
     hard = np.mean(-np.log(softmax(zs)[np.arange(5), y]))
     pt, ps = softmax(zt / temperature), softmax(zs / temperature)
     soft = temperature**2 * np.mean(np.sum(pt * np.log(pt / ps), axis=-1))
-    # Seed 003 writes the soft term as the cross-entropy H(y', y^'): KL + the teacher's entropy.
+    # The lecture writes the soft term as the cross-entropy H(y', y^'): KL + the teacher's entropy.
     cross_entropy = temperature**2 * np.mean(-np.sum(pt * np.log(ps), axis=-1))
     entropy = temperature**2 * np.mean(-np.sum(pt * np.log(pt), axis=-1))
     np.testing.assert_allclose(soft, cross_entropy - entropy, rtol=1e-5)
@@ -115,8 +118,12 @@ def test_fitting_the_distiller_trains_the_student_model_not_the_teacher():
     assert all(np.array_equal(a, b) for a, b in zip(t0, teacher.get_weights()))
     changed = [not np.array_equal(a, b) for a, b in zip(s0, student.get_weights())]
     assert any(changed)
-    np.testing.assert_allclose(distiller.predict(x, verbose=0),
-                               logits_model(student).predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        distiller.predict(x, verbose=0),
+        logits_model(student).predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_views_and_distiller_save_and_load_without_unsafe_mode(tmp_path):
@@ -136,8 +143,9 @@ def test_views_and_distiller_save_and_load_without_unsafe_mode(tmp_path):
     assert back.distillation_losses[0].temperature == 5.0
     assert isinstance(back.distillation_losses[0].loss, keras.losses.KLDivergence)
     assert back.student_loss_weight == 0.2
-    np.testing.assert_allclose(back.predict(x, verbose=0), distiller.predict(x, verbose=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        back.predict(x, verbose=0), distiller.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -160,33 +168,6 @@ def test_mismatched_models_and_weights_are_clear_errors():
     with pytest.raises(ValueError, match=r"input_shape=\(16, 16, 1\)"):
         build_distiller(teacher, small_cnn((20, 20, 1), 4, filters=(1, 2), dense=4))
     with pytest.raises(ValueError, match="student_loss_weight.*\\[0, 1\\]"):
-        build_distiller(teacher, small_cnn((16, 16, 1), 4, filters=(1, 2), dense=4),
-                        student_loss_weight=1.5)
-
-
-# --- the recipe ---------------------------------------------------------------------------------
-
-
-def test_recipe_runs_tiny_and_exports_a_servable_student(tmp_path, capsys, serve_in_fresh_process, load_recipe):
-    recipe = load_recipe("distillation")
-    result = recipe.main([
-        "--samples-per-class", "10", "--image-size", "16", "--teacher-epochs", "2", "--epochs", "1",
-        "--teacher-filters", "4", "8", "--teacher-dense", "16",
-        "--student-filters", "2", "2", "--student-dense", "8",
-        "--export", "--export-dir", str(tmp_path),
-    ])
-    rows = result["rows"]
-    assert [r["method"].split(" (")[0] for r in rows] == [
-        "teacher", "student from scratch", "distilled student"]
-    assert rows[0]["params"] > rows[1]["params"] == rows[2]["params"]
-    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
-    assert result["history"]["distillation_loss"][0] > 0
-    assert "| teacher" in capsys.readouterr().out
-
-    # The export serves raw 28x28 uint8 digits in a fresh process, as the Keras student predicts.
-    student = result["models"]["student"]
-    rng = np.random.default_rng(0)
-    raw = rng.integers(0, 256, (3, 28, 28, 1)).astype("uint8")
-    expected = student.predict(keras.ops.image.resize(raw.astype("float32"), (16, 16)), verbose=0)
-    served = serve_in_fresh_process(result["export_path"], raw)["probabilities"]
-    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-5)
+        build_distiller(
+            teacher, small_cnn((16, 16, 1), 4, filters=(1, 2), dense=4), student_loss_weight=1.5
+        )

@@ -1,23 +1,20 @@
-"""Seed 002's layer-transfer sweep: codes, retained levels, the sweep, the recipe and its export."""
+"""The layer-transfer sweep (Gutstein, Fuentes and Freudenthal 2008): codes, retained levels, the
+sweep and resuming it from cached runs."""
 
-import os
-import pathlib
+import json
 
 import numpy as np
 import pytest
 
 from kerastransfer.data import load_dataset, to_image_shape
 from kerastransfer.methods.layer_transfer import (
-    _LevelRunner,
-    best_model,
+    LevelRunner,
     check_retained,
     check_sweep_args,
+    code_accuracy,
     decode,
-    format_table,
     layer_transfer_sweep,
     make_codes,
-    plot_learning_curves,
-    summarize,
     train_source,
     trainable_free_parameters,
     training_steps,
@@ -26,8 +23,6 @@ from kerastransfer.methods.layer_transfer import (
 from kerastransfer.models.lenet import TABLE_1, lenet5
 
 DIGITS_LOW, DIGITS_HIGH = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
-
-
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +65,7 @@ def test_retained_outside_0_to_5_is_rejected(bad):
             transfer_lenet(lenet5(), bad)
 
 
-def test_trainable_free_parameters_match_seed_002_text():
+def test_trainable_free_parameters_match_the_paper_text():
     total = sum(TABLE_1.values())
     # "only the top level not retained: 4.6%"; "top 2 levels ... 96.7%" of the free parameters.
     assert round(100 * trainable_free_parameters(5) / total, 1) == 4.6
@@ -80,37 +75,52 @@ def test_trainable_free_parameters_match_seed_002_text():
 
 def test_retained_levels_are_copied_and_stay_fixed_while_others_learn(source):
     model, report = source
-    data = load_dataset("embedded:mnist", classes=DIGITS_HIGH, samples_per_class=10,
-                        validation_split=0)
+    data = load_dataset(
+        "embedded:mnist", classes=DIGITS_HIGH, samples_per_class=10, validation_split=0
+    )
     x = np.asarray(to_image_shape(data.arrays("train")[0], (32, 32, 1), "pad"))
     y = data.arrays("train")[1]
     x_test = np.asarray(to_image_shape(data.arrays("test")[0][:50], (32, 32, 1), "pad"))
     y_test = data.arrays("test")[1][:50]
-    runner = _LevelRunner(model, 3, 20, 3e-3)
+    runner = LevelRunner(model, 3, 20, 3e-3)
     for seed in (0, 1):  # the second run reuses the compiled net: it must reset it fully
         runner.reset(seed)
-        before = {l.name: [w.copy() for w in l.get_weights()] for l in runner.model.layers}
+        before = {x.name: [w.copy() for w in x.get_weights()] for x in runner.model.layers}
         for name in ("C1", "S2", "C3"):
             for w, s in zip(before[name], model.get_layer(name).get_weights()):
                 np.testing.assert_array_equal(w, s)
-        accuracy = runner.run(x, y, make_codes("random20", 5, seed=seed), x_test, y_test,
-                              epochs=3, min_steps=10, batch_size=16, seed=seed)
+        accuracy = runner.run(
+            x,
+            y,
+            make_codes("random20", 5, seed=seed),
+            x_test,
+            y_test,
+            epochs=3,
+            min_steps=10,
+            batch_size=16,
+            seed=seed,
+        )
         assert 0.0 <= accuracy <= 1.0
         for layer in runner.model.layers:
             if not layer.weights:
                 continue
-            moved = any(not np.array_equal(a, b) for a, b in zip(before[layer.name],
-                                                                 layer.get_weights()))
+            moved = any(
+                not np.array_equal(a, b) for a, b in zip(before[layer.name], layer.get_weights())
+            )
             assert moved == (layer.name in ("S4", "C5", "F6")), layer.name
         for name in ("C1", "S2", "C3"):
-            for w, s in zip(runner.model.get_layer(name).get_weights(),
-                            model.get_layer(name).get_weights()):
+            for w, s in zip(
+                runner.model.get_layer(name).get_weights(), model.get_layer(name).get_weights()
+            ):
                 np.testing.assert_array_equal(w, s)
-        assert [l.name for l in runner.model.layers if l.weights and not l.trainable] == [
-            "C1", "S2", "C3"]
+        assert [x.name for x in runner.model.layers if x.weights and not x.trainable] == [
+            "C1",
+            "S2",
+            "C3",
+        ]
 
 
-# -- sweep arguments and reporting -------------------------------------------------------------
+# -- sweep arguments ----------------------------------------------------------------------------
 
 
 def test_sweep_arguments_are_checked_before_training():
@@ -130,26 +140,6 @@ def test_sweep_arguments_are_checked_before_training():
     assert training_steps(200, epochs=30, min_steps=100, batch_size=32) == 210
 
 
-def test_summary_table_and_plot(tmp_path):
-    rows = [
-        {"retained": n, "samples_per_class": k, "trial": t, "accuracy": 0.2 + 0.1 * n + 0.01 * t}
-        for n in (0, 4, 5) for k in (1, 10, 40) for t in range(3)
-    ]
-    summary = summarize(rows)
-    assert len(summary) == 9
-    cell = next(s for s in summary if s["retained"] == 4 and s["samples_per_class"] == 10)
-    assert cell["min"] == pytest.approx(0.6) and cell["max"] == pytest.approx(0.62)
-    assert cell["mean"] == pytest.approx(0.61) and cell["trials"] == 3
-    text = format_table(summary)
-    assert "5 (C1-C5)" in text and "2,420" in text and "0.60/0.61/0.62" in text
-    assert len(text.splitlines()) == 2 + 3
-    png = plot_learning_curves(summary, tmp_path / "curves.png")
-    assert pathlib.Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert os.path.getsize(png) > 10_000
-    with pytest.raises(ValueError, match="empty"):
-        plot_learning_curves([], tmp_path / "none.png")
-
-
 # -- the sweep, end to end ---------------------------------------------------------------------
 
 
@@ -157,54 +147,74 @@ def test_sweep_learns_target_classes(source):
     model, report = source
     assert report.test_accuracy > 0.7  # 5 source digits after one epoch
     rows = layer_transfer_sweep(
-        model, "embedded:mnist", target_classes=DIGITS_HIGH, levels=[0, 4],
-        samples_per_class=[20], trials=1, epochs=2, min_steps=40, codes="onehot",
+        model,
+        "embedded:mnist",
+        target_classes=DIGITS_HIGH,
+        levels=[0, 4],
+        samples_per_class=[20],
+        trials=1,
+        epochs=2,
+        min_steps=40,
+        codes="onehot",
     )
     assert [(r["retained"], r["samples_per_class"], r["trial"]) for r in rows] == [
-        (0, 20, 0), (4, 20, 0)]
+        (0, 20, 0),
+        (4, 20, 0),
+    ]
     for row in rows:
         assert row["accuracy"] > 0.4  # chance is 0.2
     assert rows[1]["trainable_parameters"] == 48120 + 5 * 121
 
 
-def test_recipe_runs_exports_and_the_export_matches(tmp_path, capsys, serve_in_fresh_process, load_recipe):
-    recipe = load_recipe("layer_transfer")
-    export_dir = tmp_path / "served"
-    png = tmp_path / "curves.png"
-    result = recipe.main([
-        "--trials", "1", "--samples-per-class", "5,20", "--levels", "0,4",
-        "--source-epochs", "1", "--epochs", "2", "--min-steps", "30",
-        "--out", str(png), "--export", str(export_dir), "--quiet",
-    ])
-    printed = capsys.readouterr().out
-    assert "Table 1" in printed and "48,120" in printed and "52,256" in printed
-    assert "Seed 002 found" in printed and "4 (C1-S4)" in printed
-    assert result["free_parameters"] == TABLE_1
-    summary = result["summary"]
-    assert [(s["retained"], s["samples_per_class"]) for s in summary] == [
-        (0, 5), (0, 20), (4, 5), (4, 20)]
-    for s in summary:
-        assert 0.0 <= s["min"] <= s["mean"] <= s["max"] <= 1.0
-    assert max(s["mean"] for s in summary if s["samples_per_class"] == 20) > 0.4
-    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+class JsonCache:
+    """A run store as a recipe keeps one: rows go through JSON and come back as they went in."""
 
-    # The export, loaded in a fresh process, agrees with the Keras classifier on raw uint8 digits.
-    classifier, best = best_model(result["rows"])
-    assert result["export"] == str(export_dir)
-    images = load_dataset("embedded:mnist", classes=DIGITS_HIGH).arrays("test")[0][::25]
-    served = serve_in_fresh_process(export_dir, images)
-    expected = classifier.predict(
-        np.asarray(to_image_shape(images, (32, 32, 1), "pad")), verbose=0
+    def __init__(self):
+        self.runs = {}
+
+    def get(self, key, compute):
+        if key not in self.runs:
+            self.runs[key] = json.loads(json.dumps(compute()))
+        return self.runs[key]
+
+
+def test_sweep_resumes_from_cached_runs_and_recovers_the_best_weights(source, monkeypatch):
+    model, _ = source
+    settings = dict(
+        target_classes=DIGITS_HIGH, samples_per_class=[5], epochs=2, min_steps=20, codes="onehot"
     )
-    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-4, atol=1e-5)
-    assert served["label"].tolist() == expected.argmax(-1).tolist()
+    cache = JsonCache()
+    first = layer_transfer_sweep(
+        model, "embedded:mnist", levels=[0, 4], trials=2, cache=cache, **settings
+    )
+    assert sorted(cache.runs) == [
+        "retain0_k5_seed0",
+        "retain0_k5_seed1",
+        "retain4_k5_seed0",
+        "retain4_k5_seed1",
+    ]
+    # A run depends on its own (n, k, seed) only, not on the runs before it.
+    alone = layer_transfer_sweep(model, "embedded:mnist", levels=[4], trials=1, **settings)
+    assert alone[0]["accuracy"] == first[2]["accuracy"]
 
-
-def test_recipe_rejects_bad_settings_before_training(load_recipe):
-    recipe = load_recipe("layer_transfer")
-    with pytest.raises(ValueError, match="0..5"):
-        recipe.main(["--levels", "0,6"])
-    with pytest.raises(ValueError, match="samples_per_class=1000"):
-        recipe.main(["--samples-per-class", "1,1000"])
-    with pytest.raises(SystemExit):
-        recipe.main(["--codes", "gray"])
+    trained = []
+    run = LevelRunner.run
+    monkeypatch.setattr(
+        LevelRunner,
+        "run",
+        lambda self, *a, **k: trained.append(self.retained) or run(self, *a, **k),
+    )
+    again = layer_transfer_sweep(
+        model, "embedded:mnist", levels=[0, 4], trials=2, cache=cache, keep_best=True, **settings
+    )
+    # Every run came from the cache; only the best is trained again, for its weights.
+    best = [r for r in again if "weights" in r]
+    assert len(best) == 1 and len(trained) == 1
+    best = best[0]
+    assert best["accuracy"] == max(r["accuracy"] for r in first)
+    assert [{k: v for k, v in r.items() if k not in ("weights", "codes")} for r in again] == first
+    net = lenet5(best["codes"].shape[1])
+    net.set_weights(best["weights"])
+    data = load_dataset("embedded:mnist", classes=DIGITS_HIGH, validation_split=0)
+    x_test = np.asarray(to_image_shape(data.arrays("test")[0], (32, 32, 1), "pad"))
+    assert code_accuracy(net, x_test, data.arrays("test")[1], best["codes"]) == best["accuracy"]
