@@ -6,7 +6,11 @@ recall and precision on the target data gives a cost Gamma_k that scales the gra
 parameters of filter k during fine-tuning.
 
 - `dempster_shafer.py`: `bpa`, `gamma`, `normalize_gamma` (the math, on confusion matrices).
-- `split_layers.py`: resolving split layers, the parameters that belong to each filter.
+- `split_layers.py`: resolving split layers (paths into nested models: `"backbone/conv"`), the
+  flat view of a model with nested models inlined.
+- `channel_slices.py`: the parameter slices that belong to each filter (`channel_slices`,
+  `filter_parameters`), and the variables left unscaled where channels are mixed.
+- `stratified_sample.py`: `stratified_sample`, the class-balanced sample Gamma can run on.
 - `filter_probe.py`, `tile_pass.py`, `separable_pass.py`: the d masked forward passes, batched
   (`filter_probe` picks the strategy).
 - `filter_costs.py`: `compute_gamma`, `filter_confusions`, `labelled_set`.
@@ -22,6 +26,7 @@ from kerastransfer.methods.bpa.filter_costs import compute_gamma
 from kerastransfer.methods.bpa.filter_probe import FilterProbe, filter_probe
 from kerastransfer.methods.bpa.gamma_refresh import GammaRefresh
 from kerastransfer.methods.bpa.multiworker import MultiWorkerTrainer
+from kerastransfer.methods.bpa.stratified_sample import stratified_sample
 
 __all__ = [
     "BPAModel",
@@ -33,4 +38,5 @@ __all__ = [
     "filter_probe",
     "gamma",
     "normalize_gamma",
+    "stratified_sample",
 ]

@@ -1,10 +1,16 @@
 """`BPAModel`: distributed backpropagation by basic probability assignment (Shahriari 2017, Eq. 9).
 
-Wraps any functional model. Its `train_step` (TensorFlow backend) multiplies the gradients of the
-parameters of filter k of each split layer by Gamma_k before the optimizer applies them: the split
-kernel[..., k] and bias[k], a directly following BatchNormalization's gamma[k] and beta[k], and
-the next convolution's input slice kernel[:, :, k, :]. Every other gradient reaches the optimizer
-(which may be a per-layer `keras.optimizers.MultiOptimizer`) unchanged.
+Wraps any functional model, nested ones included (a `keras.applications` backbone: name its
+layers by path, `"mobilenetv2_1.00_96/Conv1"`). Its `train_step` (TensorFlow backend) multiplies
+the gradients of the parameters of filter k of each split layer by Gamma_k before the optimizer
+applies them: the split kernel[..., k] and bias[k], and every per-channel slice that reads channel
+k while it is still a channel (BatchNormalization wherever it sits, depthwise kernels, the input
+slice of the next regular, pointwise or grouped convolution, the Dense rows fed by channel k after
+Flatten or global pooling, both sides of residual Adds; see `channel_slices`). Where the channel is
+mixed with no per-filter slice (a reshape, a softmax over channels), the model warns once and
+lists the variables left unscaled in `unscaled_variables`. Every other gradient reaches the
+optimizer (which may be a per-layer optimizer map) unchanged. A NaN or infinite loss raises
+before any weight moves.
 
 Gamma is model state: one non-trainable variable per split layer, saved and restored with the
 model (`.keras` files, `BackupAndRestore`). Each affected variable also has a precomputed
@@ -24,12 +30,21 @@ Example:
 >>> history = model.fit(x, y, epochs=1, verbose=0)
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastransfer.methods.bpa import dempster_shafer, filter_costs, split_layers as splits
-from kerastransfer.methods.bpa.filter_probe import filter_probe
+from kerastransfer.methods.bpa import dempster_shafer, filter_costs
+from kerastransfer.methods.bpa import split_layers as splits
+from kerastransfer.methods.bpa.channel_slices import channel_slices
+from kerastransfer.methods.bpa.filter_probe import assert_finite_inputs, filter_probe
+
+NONFINITE_LOSS = (
+    "BPAModel: the images or the training loss is NaN or infinite (NaN/inf images, labels out "
+    "of range, or a diverged model); no weight was updated by this step."
+)
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
@@ -39,8 +54,9 @@ class BPAModel(keras.Model):
     Args:
         model: a functional `keras.Model` with one class-score output (softmax probabilities or
             logits). Its layers are shared, not copied.
-        split_layers: Conv2D layer names of `model` whose filters get costs (default: the first
-            Conv2D).
+        split_layers: Conv2D layer names of `model` whose filters get costs, layers of nested
+            models named by path (`"backbone/conv"`) (default: the first Conv2D, nested models
+            included). Gamma is keyed by these names.
         gamma: cost functional, `"paper"` (Eq. 5, ||Theta||_2: faithful, but largest for filters
             whose single-filter network predicts one class for everything) or `"agreement"`
             ((1/C) sum_i r_ii s_ii). See `kerastransfer.methods.bpa.dempster_shafer`.
@@ -70,8 +86,8 @@ class BPAModel(keras.Model):
         dempster_shafer.check_normalization(normalization)
         super().__init__(name=name or f"bpa_{model.name}", **kwargs)
         self.network = model
-        layers = splits.resolve_split_layers(model, split_layers)
-        self.split_layers = [layer.name for layer in layers]
+        named = splits.resolve_split_layer_paths(model, split_layers)
+        self.split_layers = [name for name, _ in named]
         self.gamma_method = gamma
         self.normalization = normalization
         self.masks_per_pass = masks_per_pass
@@ -80,23 +96,24 @@ class BPAModel(keras.Model):
                 shape=(layer.filters,),
                 initializer="ones",
                 trainable=False,
-                name=f"gamma_{layer.name}",
+                name=f"gamma_{name.replace('/', '__')}",
             )
-            for layer in layers
+            for name, layer in named
         ]
         self._refresh_count = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="gamma_refreshes", dtype="int64"
         )
-        # variable -> list of (gamma index, axis); one multiplier per affected variable.
-        groups = {}
-        for i, layer in enumerate(layers):
-            for variable, axis in splits.filter_parameters(model, layer):
-                groups.setdefault(id(variable), (variable, []))[1].append((i, axis))
-        scaled = []  # (variable, multiplier variable, [(gamma index, axis)])
+        # variable -> [(gamma index, owner array)]; one multiplier per affected variable.
+        groups, unscaled = {}, {}
+        for i, (_, layer) in enumerate(named):
+            owned, left = channel_slices(model, layer)
+            for variable, owner in owned:
+                groups.setdefault(id(variable), (variable, []))[1].append((i, owner))
+            unscaled.update((id(v), v) for v in left)
+        scaled = []  # (variable, multiplier variable, [(gamma index, owner)])
         for variable, members in groups.values():
             multiplier = self.add_weight(
-                shape=splits.broadcast_shape(variable, members[0][1]) if len(members) == 1
-                else self._joint_shape(variable, members),
+                shape=np.broadcast_shapes(*(owner.shape for _, owner in members)),
                 initializer="ones",
                 trainable=False,
                 name=f"gamma_scale_{variable.path.replace('/', '_')}",
@@ -104,15 +121,19 @@ class BPAModel(keras.Model):
             scaled.append((variable, multiplier, members))
         # Not tracked: the variables belong to `model` (saved there), the multipliers to `self`.
         object.__setattr__(self, "_scaled", scaled)
+        object.__setattr__(self, "_split_objects", [layer for _, layer in named])
+        object.__setattr__(self, "_unscaled", [v.path for v in unscaled.values()])
         object.__setattr__(self, "_probes", None)
+        if self._unscaled:
+            warnings.warn(
+                f"BPAModel '{self.name}': channels of split layers {self.split_layers} are mixed "
+                "with no per-filter slice (a reshape, a softmax over channels, a layer the "
+                "per-filter walk does not know) before these variables read them, so their "
+                f"gradients are not scaled by Gamma: {self._unscaled}. "
+                "See `BPAModel.unscaled_variables`.",
+                stacklevel=2,
+            )
         self.built = True
-
-    @staticmethod
-    def _joint_shape(variable, members):
-        shape = [1] * len(variable.shape)
-        for _, axis in members:
-            shape[axis] = variable.shape[axis]
-        return tuple(shape)
 
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
@@ -131,6 +152,12 @@ class BPAModel(keras.Model):
     def gamma_refreshes(self):
         """How many times Gamma was computed (0: still the initial ones)."""
         return int(keras.ops.convert_to_numpy(self._refresh_count))
+
+    @property
+    def unscaled_variables(self):
+        """Paths of variables that read a split channel only after it was mixed with no
+        per-filter slice (their gradients are not scaled; the model warned once about them)."""
+        return list(self._unscaled)
 
     @property
     def gamma_scales(self):
@@ -158,13 +185,12 @@ class BPAModel(keras.Model):
                 )
             current[name] = value
             self._gamma_vars[i].assign(value)
-        for variable, multiplier, members in self._scaled:
+        for _, multiplier, members in self._scaled:
             scale = np.ones(multiplier.shape, dtype="float32")
-            for i, axis in members:
-                scale = scale * current[self.split_layers[i]].reshape(
-                    splits.broadcast_shape(variable, axis)
-                )
-            multiplier.assign(scale)
+            for i, owner in members:
+                gamma = current[self.split_layers[i]]
+                scale = scale * np.where(owner >= 0, gamma[np.maximum(owner, 0)], 1.0)
+            multiplier.assign(scale.astype("float32"))
 
     def compute_gamma(self, data, *, subset="train", strategy=None):
         """Computes Gamma from the d masked passes per split layer on `data` and sets it.
@@ -181,24 +207,22 @@ class BPAModel(keras.Model):
         """
         if self._probes is None:
             probes = [
-                filter_probe(self.network, self.network.get_layer(n), self.masks_per_pass)
-                for n in self.split_layers
+                filter_probe(self.network, layer, self.masks_per_pass)
+                for layer in self._split_objects
             ]
             object.__setattr__(self, "_probes", probes)
         strategy = strategy or self.distribute_strategy
         data = filter_costs.labelled_set(data, subset)
         confusions = filter_costs.filter_confusions(self._probes, data, strategy=strategy)
         values = {
-            p.layer.name: dempster_shafer.normalize_gamma(
+            name: dempster_shafer.normalize_gamma(
                 dempster_shafer.gamma(c, self.gamma_method), self.normalization
             )
-            for p, c in zip(self._probes, confusions)
+            for name, c in zip(self.split_layers, confusions)
         }
         self.set_gamma(values)
         self._refresh_count.assign(self._refresh_count + 1)
-        object.__setattr__(
-            self, "last_confusions", {p.layer.name: c for p, c in zip(self._probes, confusions)}
-        )
+        object.__setattr__(self, "last_confusions", dict(zip(self.split_layers, confusions)))
         return values
 
     # -- training ------------------------------------------------------------------------------
@@ -216,6 +240,7 @@ class BPAModel(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = assert_finite_inputs(x, NONFINITE_LOSS)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(
@@ -228,6 +253,9 @@ class BPAModel(keras.Model):
                 loss * tf.cast(replicas, loss.dtype),
                 sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
             )
+            # Nothing silent: a NaN/inf loss (NaN images, a diverged model) stops training
+            # before any weight moves.
+            loss = tf.debugging.assert_all_finite(loss, NONFINITE_LOSS)
             if self.optimizer is not None:
                 loss = self.optimizer.scale_loss(loss)
         variables = self.trainable_weights

@@ -46,9 +46,7 @@ def _check_confusion(confusion):
 
 def check_method(method):
     if method not in GAMMA_METHODS:
-        raise ValueError(
-            f"`method` must be one of {GAMMA_METHODS}. Received: method={method!r}"
-        )
+        raise ValueError(f"`method` must be one of {GAMMA_METHODS}. Received: method={method!r}")
 
 
 def check_normalization(normalization):
@@ -150,7 +148,9 @@ def normalize_gamma(costs, normalization="max"):
     costs = np.asarray(costs, dtype=np.float64)
     if normalization == "none":
         return costs
-    scale = costs.max(axis=-1, keepdims=True) if normalization == "max" else costs.mean(
-        axis=-1, keepdims=True
+    scale = (
+        costs.max(axis=-1, keepdims=True)
+        if normalization == "max"
+        else costs.mean(axis=-1, keepdims=True)
     )
     return np.where(scale > 0, _safe_div(costs, scale), 1.0)

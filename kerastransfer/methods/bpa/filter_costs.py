@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import dempster_shafer
-from kerastransfer.methods.bpa.filter_probe import filter_probe
-from kerastransfer.methods.bpa.split_layers import resolve_split_layers
+from kerastransfer.methods.bpa.filter_probe import NONFINITE_SCORES, filter_probe
+from kerastransfer.methods.bpa.split_layers import resolve_split_layer_paths
 
 SUBSETS = ("train", "validation", "train+validation")
 
@@ -34,11 +34,19 @@ def labelled_set(data, subset="train"):
         data: a `kerastransfer.data.TransferData` (then `subset` picks its split: the training
             set by default, the validation set, or both, as the paper reports), or the set itself
             (a batched `tf.data.Dataset` or `(x, y)` arrays, returned as is).
-        subset: `"train"`, `"validation"` or `"train+validation"` (TransferData only).
+        subset: `"train"`, `"validation"` or `"train+validation"` (TransferData only: with any
+            other set, a `subset` other than `"train"` is an error, not silently ignored).
     """
     if subset not in SUBSETS:
         raise ValueError(f"`subset` must be one of {SUBSETS}. Received: subset={subset!r}")
-    if not (hasattr(data, "dataset") and hasattr(data, "arrays")):
+    if not is_transfer_data(data):
+        if subset != "train":
+            raise ValueError(
+                f"subset={subset!r} picks a split of a `kerastransfer.data.TransferData`, but the "
+                f"labelled set is a {type(data).__name__}, which has no splits. Pass the "
+                "TransferData, or pass the split itself (e.g. `data.validation`) with "
+                "subset='train' (the default)."
+            )
         return data
     if subset == "train":
         return data.dataset("train")  # unshuffled: the counts do not depend on the order
@@ -50,6 +58,10 @@ def labelled_set(data, subset="train"):
     if subset == "validation":
         return data.validation
     return data.dataset("train").concatenate(data.validation)
+
+
+def is_transfer_data(data):
+    return hasattr(data, "dataset") and hasattr(data, "arrays")
 
 
 def as_dataset(data, batch_size=256):
@@ -95,19 +107,35 @@ def filter_confusions(probes, data, strategy=None, batch_size=256):
     def step(x, y):
         return [p.confusions(x, y) for p in probes]
 
-    if distributed:
-        dataset = strategy.experimental_distribute_dataset(dataset)
-        for x, y in dataset:
-            per_replica = strategy.run(step, args=(x, y))
-            counts = [
-                strategy.reduce(tf.distribute.ReduceOp.SUM, c, axis=None) for c in per_replica
-            ]
-            for total, c in zip(totals, counts):
-                total += c.numpy()
-    else:
-        for x, y in dataset:
-            for total, c in zip(totals, step(x, y)):
-                total += c.numpy()
+    try:
+        if distributed:
+            dataset = strategy.experimental_distribute_dataset(dataset)
+            for x, y in dataset:
+                per_replica = strategy.run(step, args=(x, y))
+                counts = [
+                    strategy.reduce(tf.distribute.ReduceOp.SUM, c, axis=None) for c in per_replica
+                ]
+                for total, c in zip(totals, counts):
+                    total += c.numpy()
+        else:
+            for x, y in dataset:
+                for total, c in zip(totals, step(x, y)):
+                    total += c.numpy()
+    except tf.errors.InvalidArgumentError as error:
+        if NONFINITE_SCORES in str(error):
+            raise ValueError(
+                "The labelled set for Gamma holds non-finite images, or the single-filter "
+                "networks produced non-finite class scores (NaN or inf): check the images for "
+                "NaN/inf values and the model for diverged weights. Gamma is not computed from "
+                "them."
+            ) from None
+        raise
+    if probes and totals[0].sum() == 0:
+        raise ValueError(
+            "The labelled set for Gamma is empty (no samples): Gamma cannot be computed from "
+            "zero confusion counts. Check the dataset (or `subset`, `max_batches`, "
+            "`samples_per_class`)."
+        )
     return totals
 
 
@@ -128,7 +156,8 @@ def compute_gamma(
     Args:
         model: functional model with one class-score output.
         data: the labelled set (see `filter_confusions`).
-        split_layers: names of Conv2D layers (default: the first Conv2D).
+        split_layers: names of Conv2D layers, paths into nested models (`"backbone/conv"`)
+            (default: the first Conv2D).
         method: `"paper"` or `"agreement"` (see `dempster_shafer.gamma`).
         normalization: `"max"`, `"mean"` or `"none"` across the d filters of each layer.
         masks_per_pass: see `FilterProbe`.
@@ -138,20 +167,19 @@ def compute_gamma(
         return_confusions: also return the (d, C, C) confusion matrices.
 
     Returns:
-        dict layer name -> float64 array (d,) (and a dict of confusions when asked).
+        dict split-layer name (as given) -> float64 array (d,) (and a dict of confusions when
+        asked).
     """
     dempster_shafer.check_method(method)
     dempster_shafer.check_normalization(normalization)
     data = labelled_set(data, subset)
-    probes = [
-        filter_probe(model, layer, masks_per_pass)
-        for layer in resolve_split_layers(model, split_layers)
-    ]
+    named = resolve_split_layer_paths(model, split_layers)
+    probes = [filter_probe(model, layer, masks_per_pass) for _, layer in named]
     confusions = filter_confusions(probes, data, strategy=strategy)
     costs = {
-        p.layer.name: dempster_shafer.normalize_gamma(dempster_shafer.gamma(c, method), normalization)
-        for p, c in zip(probes, confusions)
+        name: dempster_shafer.normalize_gamma(dempster_shafer.gamma(c, method), normalization)
+        for (name, _), c in zip(named, confusions)
     }
     if return_confusions:
-        return costs, {p.layer.name: c for p, c in zip(probes, confusions)}
+        return costs, {name: c for (name, _), c in zip(named, confusions)}
     return costs

@@ -25,6 +25,11 @@ from kerastransfer.methods.bpa.split_layers import (
 )
 
 
+def _mixes_channels(op):
+    activation = getattr(op, "activation", None)
+    return getattr(activation, "__name__", "") in ("softmax", "log_softmax")
+
+
 def separable_plan(model, layer):
     """`(chain layers, next conv, its input tensor, its output tensor)`, or None where the graph
     after split layer `layer` does not allow the separable pass."""
@@ -43,6 +48,7 @@ def separable_plan(model, layer):
         if (
             not isinstance(op, CHANNEL_PRESERVING)
             or (isinstance(op, keras.layers.BatchNormalization) and op.axis not in (-1, 3))
+            or _mixes_channels(op)  # a softmax over channels is not per-channel
             or getattr(op, "data_format", "channels_last") != "channels_last"
         ):
             return None

@@ -1,17 +1,30 @@
-"""Split layers: resolving them by name and finding the parameters that belong to each filter.
+"""Split layers: resolving them by name, in nested models too, and the graph they are probed on.
 
-A *split layer* is a `Conv2D` of a functional model whose d output channels define d single-filter
-networks: network k is the model with every output channel of the split layer zeroed except
-channel k. The graph helpers here (`model_nodes`, `consumers`, `split_node`, `frontier`) walk a
-functional model's nodes; they read Keras's functional graph (`_nodes_by_depth`), which has no
-public name: that access is kept in `model_nodes` alone.
+A *split layer* is a `Conv2D` whose d output channels define d single-filter networks: network k is
+the model with every output channel of the split layer zeroed except channel k.
+
+Names. A split layer of the top-level model is named as usual (`"conv1"`). A layer inside a nested
+model (a `keras.applications` backbone called as one layer) is named by its path of layer names
+joined by `/`, outermost first: `"mobilenetv2_1.00_96/Conv1"` is layer `Conv1` of the nested
+model `mobilenetv2_1.00_96`. (Keras layer names never contain `/`, so a path is unambiguous.)
+The default split layer is the first `Conv2D` met in layer order, nested models included.
+
+Graph. Probes and the per-filter parameter walk run on `flat_view(model)`: a functional model in
+which every nested functional model is inlined. Its layers are the model's own layer objects
+(called once more on symbolic tensors), so its variables are the model's variables.
+
+The graph helpers here (`model_nodes`, `consumers`, `split_node`, `frontier`) read Keras's
+functional graph (`_nodes_by_depth`), which has no public name: that access is kept in
+`model_nodes` and `_nodes_in_order` alone.
 """
 
 import difflib
+import weakref
 
 import keras
 
-# Layers that keep the channel axis of their input as it is (channel k in -> channel k out).
+# Layers the separable pass may chain between the split layer and the next convolution: they keep
+# the channel axis of their input as it is (channel k in -> channel k out).
 CHANNEL_PRESERVING = (
     keras.layers.BatchNormalization,
     keras.layers.Activation,
@@ -54,12 +67,98 @@ def check_functional(model):
         )
 
 
+def _is_nested(layer):
+    return isinstance(layer, keras.Model) and hasattr(_graph(layer), "_nodes_by_depth")
+
+
+def layer_paths(model, prefix=""):
+    """`(path, layer)` of every layer of `model`, nested functional models walked depth first."""
+    found = []
+    for layer in model.layers:
+        path = f"{prefix}{layer.name}"
+        found.append((path, layer))
+        if _is_nested(layer):
+            found.extend(layer_paths(layer, prefix=f"{path}/"))
+    return found
+
+
+def conv_paths(model):
+    return [path for path, layer in layer_paths(model) if is_conv2d(layer)]
+
+
+def _listing(names, limit=12):
+    return str(names) if len(names) <= limit else f"{names[:limit]} and {len(names) - limit} more"
+
+
+def get_nested_layer(model, path):
+    """The layer of `model` at `path` (`"outer/inner/conv"`), with close matches on a miss."""
+    current, walked = model, []
+    for part in path.split("/"):
+        if walked and not _is_nested(current):
+            raise ValueError(
+                f"Split layer '{path}': '{'/'.join(walked)}' is a {type(current).__name__}, not "
+                "a nested functional model, so it has no layer "
+                f"'{part}'. Available Conv2D layers: {_listing(conv_paths(model))}"
+            )
+        names = [layer.name for layer in current.layers]
+        if part not in names:
+            candidates = [p for p, _ in layer_paths(model)]
+            close = difflib.get_close_matches(path, candidates, n=3)
+            raise ValueError(
+                f"Split layer '{path}' is not a layer of model '{model.name}'."
+                + (f" Did you mean {close}?" if close else "")
+                + f" Available Conv2D layers: {_listing(conv_paths(model))} (layers of nested "
+                "models are named by their path, e.g. 'backbone/conv')."
+            )
+        current = current.get_layer(part)
+        walked.append(part)
+    return current
+
+
+def resolve_split_layer_paths(model, split_layers=None):
+    """`[(path, Conv2D layer)]` of the split layers, in the order named.
+
+    Args:
+        model: a functional `keras.Model` (nested functional models allowed).
+        split_layers: `None` (the first `Conv2D`, nested models included), a layer name or path,
+            or a list of them.
+    """
+    check_functional(model)
+    if split_layers is None:
+        convs = [(p, layer) for p, layer in layer_paths(model) if is_conv2d(layer)]
+        if not convs:
+            raise ValueError(
+                f"Model '{model.name}' has no Conv2D layer to split (the default split layer is "
+                "the first Conv2D, nested models included)."
+            )
+        return [convs[0]]
+    names = [split_layers] if isinstance(split_layers, str) else list(split_layers)
+    if not names:
+        raise ValueError("`split_layers` is empty: name at least one Conv2D layer, or pass None.")
+    if not all(isinstance(n, str) for n in names):
+        raise ValueError(f"`split_layers` must be layer names (strings). Received: {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"`split_layers` names a layer twice. Received: {names}")
+    resolved = []
+    for name in names:
+        layer = get_nested_layer(model, name)
+        if not is_conv2d(layer):
+            raise ValueError(
+                f"Split layer '{name}' is a {type(layer).__name__}, not a Conv2D: only "
+                f"convolutional layers can be split into single-filter networks. Available "
+                f"Conv2D layers: {_listing(conv_paths(model))}"
+            )
+        resolved.append((name, layer))
+    return resolved
+
+
 def resolve_split_layers(model, split_layers=None):
     """The `Conv2D` layers of `model` to split, in the order named.
 
     Args:
         model: a functional `keras.Model`.
-        split_layers: `None` (the first `Conv2D` of the model), a layer name, or a list of names.
+        split_layers: `None` (the first `Conv2D` of the model, nested models included), a layer
+            name, a path into nested models (`"backbone/conv"`), or a list of them.
 
     Returns:
         list of `keras.layers.Conv2D`.
@@ -68,54 +167,69 @@ def resolve_split_layers(model, split_layers=None):
         ValueError: a name that is not a layer of the model (with close matches and the
             available convolutional layers), or a layer that is not a `Conv2D`.
     """
+    return [layer for _, layer in resolve_split_layer_paths(model, split_layers)]
+
+
+# -- the flat graph ---------------------------------------------------------------------------
+
+_FLAT_VIEWS = weakref.WeakKeyDictionary()
+
+
+def _nodes_in_order(graph):
+    """Nodes of a functional graph, inputs first."""
+    by_depth = graph._nodes_by_depth
+    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+
+
+def _inline(graph, tensors):
+    """Calls the layers of `graph` on the symbolic tensors `tensors` maps its tensors to."""
+    for node in _nodes_in_order(graph):
+        op = node.operation
+        if isinstance(op, keras.layers.InputLayer):
+            continue
+        args, kwargs = node.arguments.fill_in(tensors)
+        if _is_nested(op):
+            inner = _graph(op)
+            for t, value in zip(inner.inputs, keras.tree.flatten(args)):
+                tensors[id(t)] = value
+            _inline(inner, tensors)
+            outputs = [tensors[id(t)] for t in inner.outputs]
+        else:
+            outputs = keras.tree.flatten(op(*args, **kwargs))
+        for t, value in zip(node.outputs, outputs):
+            tensors[id(t)] = value
+
+
+def flat_view(model):
+    """`model` with every nested functional model inlined: the same layer objects (hence the
+    same variables), one functional graph. Returns the model's own graph when nothing is nested.
+    Cached per model: inlining calls each layer once more on symbolic tensors."""
     check_functional(model)
-    convs = [layer for layer in model.layers if is_conv2d(layer)]
-    conv_names = [layer.name for layer in convs]
-    if split_layers is None:
-        if not convs:
-            nested = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
-            hint = (
-                f" Nested models {nested} hold layers of their own: split layers must be layers "
-                "of the top-level model (flatten the model first)." if nested else ""
-            )
-            raise ValueError(
-                f"Model '{model.name}' has no Conv2D layer to split (the default split layer is "
-                f"the first Conv2D).{hint}"
-            )
-        return [convs[0]]
-    names = [split_layers] if isinstance(split_layers, str) else list(split_layers)
-    if not names:
-        raise ValueError("`split_layers` is empty: name at least one Conv2D layer, or pass None.")
-    if len(set(names)) != len(names):
-        raise ValueError(f"`split_layers` names a layer twice. Received: {names}")
-    all_names = [layer.name for layer in model.layers]
-    resolved = []
-    for name in names:
-        if name not in all_names:
-            close = difflib.get_close_matches(name, all_names, n=3)
-            raise ValueError(
-                f"Split layer '{name}' is not a layer of model '{model.name}'."
-                + (f" Did you mean {close}?" if close else "")
-                + f" Available Conv2D layers: {conv_names}"
-            )
-        layer = model.get_layer(name)
-        if not is_conv2d(layer):
-            raise ValueError(
-                f"Split layer '{name}' is a {type(layer).__name__}, not a Conv2D: only "
-                f"convolutional layers can be split into single-filter networks. Available "
-                f"Conv2D layers: {conv_names}"
-            )
-        resolved.append(layer)
-    return resolved
+    graph = _graph(model)
+    if not any(_is_nested(layer) for layer in graph.layers):
+        return graph
+    view = _FLAT_VIEWS.get(model)
+    if view is None:
+        tensors = {id(t): t for t in graph.inputs}
+        _inline(graph, tensors)
+        outputs = [tensors[id(t)] for t in graph.outputs]
+        view = keras.Model(graph.inputs, outputs, name=f"{model.name}_flat")
+        _FLAT_VIEWS[model] = view
+    return view
 
 
 def model_nodes(model):
     """Every node of `model`'s functional graph.
 
     Keras has no public accessor for a functional model's nodes: this reads `_nodes_by_depth`,
-    the one private attribute the package touches, here only.
+    the one private attribute the package touches, here (and in `_nodes_in_order`) only.
     """
     return [node for nodes in _graph(model)._nodes_by_depth.values() for node in nodes]
+
+
+def ordered_nodes(model):
+    """Every node of `model`'s functional graph, inputs first (a topological order)."""
+    return _nodes_in_order(_graph(model))
 
 
 def consumers(model, tensor, nodes=None):
@@ -132,42 +246,6 @@ def split_node(model, layer):
             "split layer must be used exactly once."
         )
     return nodes[0]
-
-
-def filter_parameters(model, layer):
-    """The variables holding layer `layer`'s filters, with the axis that indexes the filter.
-
-    Returns:
-        list of `(variable, axis)`: the split kernel (axis -1) and bias (0); a directly following
-        BatchNormalization's gamma and beta (0); the next Conv2D's kernel (axis 2), found through
-        channel-preserving layers (activations, pooling, dropout, padding).
-    """
-    params = [(layer.kernel, layer.kernel.ndim - 1)]
-    if layer.use_bias:
-        params.append((layer.bias, 0))
-    d = layer.filters
-    nodes = model_nodes(model)
-    tensor = split_node(model, layer).output_tensors[0]
-    first = True
-    while True:
-        next_nodes = consumers(model, tensor, nodes)
-        if len(next_nodes) != 1:
-            break  # the channel feeds several branches (or none): no single "next" layer
-        op = next_nodes[0].operation
-        if first and isinstance(op, keras.layers.BatchNormalization) and op.axis in (-1, 3):
-            if op.scale:
-                params.append((op.gamma, 0))
-            if op.center:
-                params.append((op.beta, 0))
-        first = False
-        if is_conv2d(op):
-            if op.groups == 1 and op.kernel.shape[2] == d:
-                params.append((op.kernel, 2))
-            break
-        if not isinstance(op, CHANNEL_PRESERVING):
-            break
-        tensor = next_nodes[0].output_tensors[0]
-    return params
 
 
 def broadcast_shape(variable, axis):
@@ -194,3 +272,10 @@ def frontier(model, tensor):
             if not any(t is p for p in produced) and not any(t is f for f in result):
                 result.append(t)
     return result
+
+
+def filter_parameters(model, layer):
+    """The variables holding split layer `layer`'s filters (see `channel_slices`)."""
+    from kerastransfer.methods.bpa.channel_slices import filter_parameters as parameters
+
+    return parameters(model, layer)

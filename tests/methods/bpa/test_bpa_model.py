@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.methods.bpa import GammaRefresh
+from kerastransfer.methods.bpa import BPAModel, GammaRefresh
 from kerastransfer.models import small_cnn
 from kerastransfer.optimizers import neon_optimizer
-from kerastransfer.methods.bpa import BPAModel
 
 C = 3
 
@@ -41,7 +40,10 @@ def labelled(n=24, seed=0):
 
 
 def weights_by_path(model):
-    return {v.path.split("/", 1)[-1] if v.path.startswith("bpa_") else v.path: v.numpy() for v in model.weights}
+    return {
+        v.path.split("/", 1)[-1] if v.path.startswith("bpa_") else v.path: v.numpy()
+        for v in model.weights
+    }
 
 
 GAMMA1 = np.array([1.0, 0.5, 0.0, 0.25], "float32")
@@ -49,7 +51,10 @@ GAMMA2 = np.array([0.2, 1.0, 0.6, 0.0, 0.8], "float32")
 
 
 def one_step(model, x, y, optimizer=None):
-    model.compile(optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.1), loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=optimizer or keras.optimizers.SGD(learning_rate=0.1),
+        loss="sparse_categorical_crossentropy",
+    )
     before = weights_by_path(model)
     model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0)
     return before, weights_by_path(model)
@@ -65,8 +70,16 @@ def test_gradients_are_scaled_per_filter():
     delta = {k: after[k] - before[k] for k in plain_after}
     g1, g2 = GAMMA1, GAMMA2
     expected_scale = {
-        "conv1/kernel": g1, "conv1/bias": g1, "bn1/gamma": g1, "bn1/beta": g1,
-        "conv2/kernel": g1[:, None] * g2, "conv2/bias": g2, "bn2/gamma": g2, "bn2/beta": g2,
+        "conv1/kernel": g1,
+        "conv1/bias": g1,
+        "bn1/gamma": g1,
+        "bn1/beta": g1,
+        "conv2/kernel": g1[:, None] * g2,
+        "conv2/bias": g2,
+        "bn2/gamma": g2,
+        "bn2/beta": g2,
+        # Dense after Flatten (3x3x5, channels last): row r reads conv2's channel r % 5.
+        "fc1/kernel": np.tile(g2, 9)[:, None],
     }
     for path, step in delta.items():
         scale = expected_scale.get(path, 1.0)
@@ -74,9 +87,18 @@ def test_gradients_are_scaled_per_filter():
     # Gamma 0 freezes the filter: conv1 filter 2, its BN parameters and conv2's input slice 2.
     assert np.all(delta["conv1/kernel"][..., 2] == 0) and delta["bn1/beta"][2] == 0
     assert np.all(delta["conv2/kernel"][:, :, 2, :] == 0)
-    assert np.abs(delta["conv1/kernel"][..., 0]).sum() > 0 and np.abs(delta["head/kernel" if "head/kernel" in delta else "classifier/kernel"]).sum() > 0
+    assert (
+        np.abs(delta["conv1/kernel"][..., 0]).sum() > 0
+        and np.abs(delta["head/kernel" if "head/kernel" in delta else "classifier/kernel"]).sum()
+        > 0
+    )
     scales = bpa.gamma_scales
-    assert scales["conv1/kernel"].shape == (1, 1, 1, 4) and scales["conv2/kernel"].shape == (1, 1, 4, 5)
+    assert scales["conv1/kernel"].shape == (1, 1, 1, 4) and scales["conv2/kernel"].shape == (
+        1,
+        1,
+        4,
+        5,
+    )
 
 
 def test_neon_optimizer_map_composes():
@@ -107,7 +129,9 @@ def test_refresh_callback_logs_history_and_tensorboard(tmp_path, capsys):
     limited = GammaRefresh((x, y), max_batches=1)  # the (x, y) set in batches of 256: all 30
     bpa.fit(x, y, epochs=1, verbose=0, callbacks=[limited])
     assert bpa.last_confusions["conv1"].sum() == 4 * 30
-    limited = GammaRefresh(tf.data.Dataset.from_tensor_slices((x, y)).batch(10), max_batches=2, verbose=1)
+    limited = GammaRefresh(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(10), max_batches=2, verbose=1
+    )
     bpa.fit(x, y, epochs=1, verbose=0, callbacks=[limited])
     assert bpa.last_confusions["conv1"].sum() == 4 * 20
     assert "Epoch 1: Gamma refreshed (conv1: mean" in capsys.readouterr().out
@@ -123,7 +147,9 @@ def test_refresh_callback_logs_history_and_tensorboard(tmp_path, capsys):
 
 def test_saved_gamma_reloads_in_a_fresh_process(tmp_path):
     x, y = labelled()
-    bpa = BPAModel(tiny_cnn(), split_layers=["conv1", "conv2"], gamma="agreement", normalization="mean")
+    bpa = BPAModel(
+        tiny_cnn(), split_layers=["conv1", "conv2"], gamma="agreement", normalization="mean"
+    )
     bpa.compile(optimizer=neon_optimizer(["conv1"]), loss="sparse_categorical_crossentropy")
     gamma = bpa.compute_gamma((x, y))
     bpa.fit(x, y, epochs=1, verbose=0)
@@ -144,7 +170,9 @@ def test_saved_gamma_reloads_in_a_fresh_process(tmp_path):
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     import json
 
@@ -154,7 +182,9 @@ def test_saved_gamma_reloads_in_a_fresh_process(tmp_path):
     assert loaded["optimizer"] == "ScaledMultiOptimizer"
     for name, values in gamma.items():
         np.testing.assert_allclose(loaded["gamma"][name], values, rtol=1e-6)
-    np.testing.assert_allclose(np.load(tmp_path / "pred.npy"), bpa.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "pred.npy"), bpa.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
 
 
 class _Interrupt(keras.callbacks.Callback):
@@ -175,7 +205,9 @@ def test_backup_and_restore_resumes_with_the_same_gamma(tmp_path):
     refresh = GammaRefresh((x, y), every=10)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(RuntimeError, match="interrupted"):
-        first.fit(x, y, epochs=4, batch_size=10, verbose=0, callbacks=[refresh, backup, _Interrupt()])
+        first.fit(
+            x, y, epochs=4, batch_size=10, verbose=0, callbacks=[refresh, backup, _Interrupt()]
+        )
     gamma_at_interrupt = first.gamma["conv1"]
     assert refresh.refresh_epochs == [0]
 
@@ -183,8 +215,17 @@ def test_backup_and_restore_resumes_with_the_same_gamma(tmp_path):
     np.testing.assert_array_equal(second.gamma["conv1"], np.ones(4))
     resumed = GammaRefresh((x, y), every=10)
     seen = []
-    probe = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append((e, second.gamma["conv1"])))
-    second.fit(x, y, epochs=4, batch_size=10, verbose=0, callbacks=[resumed, probe, keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))])
+    probe = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda e, logs: seen.append((e, second.gamma["conv1"]))
+    )
+    second.fit(
+        x,
+        y,
+        epochs=4,
+        batch_size=10,
+        verbose=0,
+        callbacks=[resumed, probe, keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))],
+    )
     assert [e for e, _ in seen] == [2, 3]  # resumed after the two finished epochs
     assert resumed.refresh_epochs == []  # no refresh due: the restored Gamma is kept
     np.testing.assert_array_equal(seen[0][1], gamma_at_interrupt)
@@ -198,7 +239,10 @@ def test_mixed_bfloat16():
         x, y = labelled()
         bpa = BPAModel(tiny_cnn())
         assert bpa.network.get_layer("conv1").compute_dtype == "bfloat16"
-        bpa.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)), loss="sparse_categorical_crossentropy")
+        bpa.compile(
+            optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1)),
+            loss="sparse_categorical_crossentropy",
+        )
         gamma = bpa.compute_gamma((x, y))["conv1"]
         assert np.all(np.isfinite(gamma)) and gamma.max() == pytest.approx(1.0)
         gamma = np.array([1.0, 0.0, 0.5, 1.0], "float32")
@@ -221,7 +265,10 @@ def test_mirrored_step_matches_one_device(mirrored):
         with strategy.scope():
             bpa = BPAModel(plain_cnn(), split_layers="conv1", gamma="agreement")
             bpa.set_gamma(gamma)
-            bpa.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
+            bpa.compile(
+                optimizer=keras.optimizers.SGD(learning_rate=0.5),
+                loss="sparse_categorical_crossentropy",
+            )
         history = bpa.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
         return bpa, history.history["loss"][0], {v.path: v.numpy() for v in bpa.network.weights}
 
@@ -230,7 +277,9 @@ def test_mirrored_step_matches_one_device(mirrored):
     assert loss2 == pytest.approx(loss1, rel=1e-5)  # the reported loss is the global-batch mean
     for path in w1:
         np.testing.assert_allclose(w2[path], w1[path], atol=1e-5, err_msg=path)
-    assert np.abs(w1["conv1/kernel"] - plain_cnn().get_layer("conv1").kernel.numpy())[..., 0].sum() > 0
+    assert (
+        np.abs(w1["conv1/kernel"] - plain_cnn().get_layer("conv1").kernel.numpy())[..., 0].sum() > 0
+    )
     # Gamma from confusion matrices summed across the replicas equals the one-device Gamma.
     g1 = single.compute_gamma((x, y))["conv1"]
     g2 = double.compute_gamma(tf.data.Dataset.from_tensor_slices((x, y)).batch(8))["conv1"]

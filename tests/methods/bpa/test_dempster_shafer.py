@@ -131,7 +131,11 @@ def test_constant_classifier_one_hot_theta_and_the_paper_flaw(counts, data):
 
 
 @SETTINGS
-@given(hnp.arrays(np.float64, st.integers(1, 12), elements=st.sampled_from([0.0, 0.0, 0.01, 0.3, 1.0, 2.5])))
+@given(
+    hnp.arrays(
+        np.float64, st.integers(1, 12), elements=st.sampled_from([0.0, 0.0, 0.01, 0.3, 1.0, 2.5])
+    )
+)
 def test_normalisation(costs):
     for mode in ("max", "mean", "none"):
         out = normalize_gamma(costs, mode)

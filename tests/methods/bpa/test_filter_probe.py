@@ -57,7 +57,10 @@ def naive_confusions(model, layer_name, x, y):
 def test_default_split_layer_is_the_first_conv2d():
     model = tiny_cnn()
     assert [layer.name for layer in resolve_split_layers(model)] == ["conv1"]
-    assert [layer.name for layer in resolve_split_layers(model, ["conv2", "conv1"])] == ["conv2", "conv1"]
+    assert [layer.name for layer in resolve_split_layers(model, ["conv2", "conv1"])] == [
+        "conv2",
+        "conv1",
+    ]
     assert [layer.name for layer in resolve_split_layers(model, "conv2")] == ["conv2"]
 
 
@@ -70,7 +73,9 @@ def test_unknown_split_layer_names_close_matches_and_conv_layers():
 
 
 def test_non_convolutional_split_layer():
-    with pytest.raises(ValueError, match=r"'bn1' is a BatchNormalization, not a Conv2D.*\['conv1', 'conv2'\]"):
+    with pytest.raises(
+        ValueError, match=r"'bn1' is a BatchNormalization, not a Conv2D.*\['conv1', 'conv2'\]"
+    ):
         resolve_split_layers(tiny_cnn(), "bn1")
     dense_only = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no Conv2D layer"):
@@ -80,13 +85,27 @@ def test_non_convolutional_split_layer():
 def test_filter_parameters_follow_the_spec():
     model = tiny_cnn()
     found = {v.path: axis for v, axis in filter_parameters(model, model.get_layer("conv1"))}
-    assert found == {"conv1/kernel": 3, "conv1/bias": 0, "bn1/gamma": 0, "bn1/beta": 0, "conv2/kernel": 2}
-    # conv2 is followed by BN, but then by Dense layers only: no next convolution.
+    assert found == {
+        "conv1/kernel": 3,
+        "conv1/bias": 0,
+        "bn1/gamma": 0,
+        "bn1/beta": 0,
+        "conv2/kernel": 2,
+    }
+    # conv2 is followed by BN, then Flatten -> Dense: the Dense rows fed by each channel.
     found = {v.path: axis for v, axis in filter_parameters(model, model.get_layer("conv2"))}
-    assert found == {"conv2/kernel": 3, "conv2/bias": 0, "bn2/gamma": 0, "bn2/beta": 0}
+    assert found == {
+        "conv2/kernel": 3,
+        "conv2/bias": 0,
+        "bn2/gamma": 0,
+        "bn2/beta": 0,
+        "fc1/kernel": 0,
+    }
 
 
-@pytest.mark.parametrize("name,method", [("conv1", "separable"), ("conv1", "tile"), ("conv2", "tile")])
+@pytest.mark.parametrize(
+    "name,method", [("conv1", "separable"), ("conv1", "tile"), ("conv2", "tile")]
+)
 def test_masked_passes_match_naive_single_filter_networks(name, method):
     model = tiny_cnn()
     x, y = labelled()
@@ -101,13 +120,19 @@ def test_masked_passes_match_naive_single_filter_networks(name, method):
 def test_auto_method_and_chunks_give_the_same_counts():
     model = tiny_cnn()
     x, y = labelled()
-    assert FilterProbe(model, "conv1").method == "separable"  # conv1 -> bn1 -> relu1 -> pool1 -> conv2
-    assert FilterProbe(model, "conv2").method == "tile"  # conv2 -> ... -> Dense: no next convolution
+    assert (
+        FilterProbe(model, "conv1").method == "separable"
+    )  # conv1 -> bn1 -> relu1 -> pool1 -> conv2
+    assert (
+        FilterProbe(model, "conv2").method == "tile"
+    )  # conv2 -> ... -> Dense: no next convolution
     with pytest.raises(ValueError, match="method='tile'"):
         FilterProbe(model, "conv2", method="separable")
     whole = filter_confusions([FilterProbe(model, "conv1")], (x, y))[0]
     for method in ("separable", "tile"):
-        chunked = filter_confusions([FilterProbe(model, "conv1", masks_per_pass=2, method=method)], (x, y))[0]
+        chunked = filter_confusions(
+            [FilterProbe(model, "conv1", masks_per_pass=2, method=method)], (x, y)
+        )[0]
         np.testing.assert_array_equal(whole, chunked)
     with pytest.raises(ValueError, match="masks_per_pass"):
         FilterProbe(model, "conv1", masks_per_pass=0)
@@ -126,12 +151,19 @@ def test_compute_gamma_from_confusions_and_one_hot_labels():
     model = tiny_cnn()
     x, y = labelled()
     costs, confusions = compute_gamma(
-        model, (x, y), ["conv1", "conv2"], method="agreement", normalization="none", return_confusions=True
+        model,
+        (x, y),
+        ["conv1", "conv2"],
+        method="agreement",
+        normalization="none",
+        return_confusions=True,
     )
     for name in ("conv1", "conv2"):
         np.testing.assert_allclose(costs[name], bpa_lib.gamma(confusions[name], "agreement"))
     dataset = tf.data.Dataset.from_tensor_slices((x, np.eye(C)[y])).batch(10)
-    one_hot = compute_gamma(model, dataset, ["conv1", "conv2"], method="agreement", normalization="none")
+    one_hot = compute_gamma(
+        model, dataset, ["conv1", "conv2"], method="agreement", normalization="none"
+    )
     for name in costs:
         np.testing.assert_allclose(one_hot[name], costs[name])
     normalised = compute_gamma(model, (x, y), "conv1", method="paper")["conv1"]
@@ -171,11 +203,18 @@ def test_transfer_data_subsets():
     keras.utils.set_random_seed(0)
     model = small_cnn((28, 28, 1), 10, filters=(3, 4), dense=8)
     probe = FilterProbe(model, "conv1")
-    counts = {s: filter_confusions([probe], labelled_set(data, s))[0] for s in ("train", "validation", "train+validation")}
+    counts = {
+        s: filter_confusions([probe], labelled_set(data, s))[0]
+        for s in ("train", "validation", "train+validation")
+    }
     n_train, n_val = len(data.arrays("train")[1]), len(data.arrays("validation")[1])
     assert counts["train"].sum() == 3 * n_train and counts["validation"].sum() == 3 * n_val
-    np.testing.assert_array_equal(counts["train+validation"], counts["train"] + counts["validation"])
-    costs = compute_gamma(model, data, subset="validation", normalization="none", method="agreement")
+    np.testing.assert_array_equal(
+        counts["train+validation"], counts["train"] + counts["validation"]
+    )
+    costs = compute_gamma(
+        model, data, subset="validation", normalization="none", method="agreement"
+    )
     np.testing.assert_allclose(costs["conv1"], bpa_lib.gamma(counts["validation"], "agreement"))
     with pytest.raises(ValueError, match="subset"):
         compute_gamma(model, data, subset="test")

@@ -34,10 +34,26 @@ def test_two_workers_end_with_identical_weights(tmp_path, load_module):
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        cmd = [sys.executable, str(WORKER), "--out", str(tmp_path / f"w{index}.npz"),
-               "--epochs", "2", "--samples", "48", "--batch-size", "16"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        )
+        cmd = [
+            sys.executable,
+            str(WORKER),
+            "--out",
+            str(tmp_path / f"w{index}.npz"),
+            "--epochs",
+            "2",
+            "--samples",
+            "48",
+            "--batch-size",
+            "16",
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     outputs = []
     try:
         for p in procs:
@@ -50,7 +66,7 @@ def test_two_workers_end_with_identical_weights(tmp_path, load_module):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for rc, out, err in outputs:
+    for rc, _, err in outputs:
         assert rc == 0, err[-3000:]
     reports = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outputs]
     assert [r["replicas"] for r in reports] == [2, 2]
