@@ -56,7 +56,7 @@ from _common import (
 from kerastransfer import surgery
 from kerastransfer.export import export_serving
 from kerastransfer.methods.bpa import BPAModel, GammaRefresh
-from kerastransfer.models import small_cnn
+from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 
 OFFLINE_PAIRS = "mnist:usps,usps:mnist"
 
@@ -89,6 +89,12 @@ def parse_args(argv=None):
                    help="the labelled set Gamma is computed on (the paper reports validation as "
                         "generalising better; it is also 10x cheaper than train here)")
     p.add_argument("--split-layers", default="conv1")
+    p.add_argument("--mobilenet", default=None, metavar="DATASET",
+                   help="also transfer an ImageNet MobileNetV2 to DATASET: fine-tuning vs BPA split "
+                        "at its first convolution (weights from $KERAS_HOME/models)")
+    p.add_argument("--mobilenet-size", type=int, default=48, help="MobileNetV2 input side")
+    p.add_argument("--gamma-samples", type=int, default=None,
+                   help="Gamma on this many images per class of the BPA set (default: all)")
     p.add_argument("--lr", type=float, default=0.01, help="SGD rate of the transfers (momentum 0.9)")
     p.add_argument("--batch-size", type=int, default=64)
     add_common_flags(p, seeds=3, epochs=3)  # --epochs: transfer epochs after the warm-up
@@ -144,7 +150,8 @@ def transfer(primary, target, args, method, seed):
     if method.startswith("bpa-"):
         model = BPAModel(net, split_layers=args.split_layers.split(","), gamma=method[4:],
                          normalization=args.normalization)
-        callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set)]
+        callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set,
+                                  samples_per_class=args.gamma_samples, seed=seed)]
     model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
     fit(model, target, epochs=args.epochs, backup_dir=args.backup_dir, name=run,
         callbacks=callbacks, verbose=args.verbose)
@@ -208,7 +215,66 @@ def main(argv=None):
                                       raw_shape=target.info.image_shape)
                 print(f"  exported {path}")
     print_tables23(results, args)
+    if args.mobilenet:
+        mobilenet = mobilenet_rows(args, cache, methods[1:])
+        print_tables23(mobilenet, args, f"MobileNetV2 (ImageNet, {args.mobilenet_size}x"
+                       f"{args.mobilenet_size}) on {args.mobilenet}", paper=False)
+        results += mobilenet
     return dict(table1=table1, results=results)
+
+
+def mobilenet_transfer(target, args, method, seed):
+    """Fine-tuning or BPA of an ImageNet MobileNetV2 (new head warmed up first), as `transfer`."""
+    set_seeds(seed, deterministic=not args.nondeterministic)
+    size = args.mobilenet_size
+    net = mobilenet_v2_classifier((size, size, 3), target.info.num_classes, weights="imagenet")
+    backbone = net.layers[2]  # image -> preprocess -> the nested MobileNetV2
+    loss, start = "sparse_categorical_crossentropy", time.perf_counter()
+    run = f"mobilenet-{tag(args.mobilenet)}-{method}-{seed}"
+    backbone.trainable = False
+    net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
+    fit(net, target, epochs=args.warmup_epochs, backup_dir=args.backup_dir, name=f"{run}-warmup",
+        verbose=args.verbose)
+    backbone.trainable = True
+    model, callbacks = net, []
+    if method.startswith("bpa-"):
+        model = BPAModel(net, split_layers=f"{backbone.name}/Conv1", gamma=method[4:],
+                         normalization=args.normalization)
+        callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set,
+                                  samples_per_class=args.gamma_samples, seed=seed)]
+    model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
+    fit(model, target, epochs=args.epochs, backup_dir=args.backup_dir, name=run,
+        callbacks=callbacks, verbose=args.verbose)
+    seconds = time.perf_counter() - start
+    return (*errors(model, target), seconds, model.gamma if callbacks else None)
+
+
+def mobilenet_rows(args, cache, methods):
+    """Rows of the MobileNetV2 transfer: the same data, seeds and budget for every method."""
+    rows = []
+    for method in methods:
+        runs = []
+        for seed in range(args.seeds):
+            target = load(args.mobilenet, args, image_shape=(args.mobilenet_size,) * 2 + (3,),
+                          batch_size=args.batch_size, seed=seed, data_dir=args.data_dir,
+                          samples_per_class=args.samples_per_class)
+
+            def run(seed=seed, target=target):
+                train_err, test_err, seconds, gamma = mobilenet_transfer(target, args, method, seed)
+                return dict(train=train_err, test=test_err, seconds=seconds,
+                            gamma=gamma_summary(gamma) if gamma else None)
+
+            r = cache.get(f"mobilenet:{args.mobilenet}:{method}:{seed}", run)
+            runs.append((r["train"], r["test"], r["seconds"]))
+            print(f"  MobileNetV2 -> {args.mobilenet} {method:<14} seed {seed}: train "
+                  f"{r['train']:5.2f}% test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
+                  + (f", Gamma {r['gamma']}" if r["gamma"] else ""))
+        runs = np.array(runs)
+        rows.append(dict(primary="imagenet", target=args.mobilenet, method=method,
+                         train=runs[:, 0].mean(), train_sd=runs[:, 0].std(),
+                         test=runs[:, 1].mean(), test_sd=runs[:, 1].std(),
+                         seconds=runs[:, 2].mean()))
+    return rows
 
 
 def gamma_summary(gamma):
@@ -223,13 +289,15 @@ def print_table1(rows):
     print("Paper (Table 1): " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in PAPER_TABLE1.items()))
 
 
-def print_tables23(results, args):
-    print(f"\nTables 2-3: transfer errors, mean +- sd over {args.seeds} seeds "
-          f"(Gamma normalisation: {args.normalization}; Gamma set: {args.bpa_set}; split: {args.split_layers})")
+def print_tables23(results, args, title="Tables 2-3: transfer errors", paper=True):
+    print(f"\n{title}, mean +- sd over {args.seeds} seeds (Gamma normalisation: "
+          f"{args.normalization}; Gamma set: {args.bpa_set}; split: {args.split_layers})")
     print(f"{'Primary':<14} {'Target':<14} {'Method':<15} {'Train (%)':>14} {'Test (%)':>14} {'Time (s)':>9}")
     for r in results:
         print(f"{r['primary']:<14} {r['target']:<14} {r['method']:<15} "
               f"{r['train']:>7.2f} +-{r['train_sd']:>5.2f} {r['test']:>7.2f} +-{r['test_sd']:>5.2f} {r['seconds']:>9.1f}")
+    if not paper:
+        return
     print("\nPaper (Tables 2-3), standard vs distributed, train / test error (%):")
     for primary, target, standard, distributed in PAPER_TABLES23:
         print(f"{primary:<14} {target:<14} standard {standard[0]:.2f} / {standard[1]:.2f}   "

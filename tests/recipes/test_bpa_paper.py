@@ -65,3 +65,14 @@ def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(tmp_path, lo
     monkeypatch.setattr(recipe, "transfer", no_training)
     second = recipe.main(argv)
     assert second["results"] == first["results"]
+
+
+def test_mobilenet_row_bpa_against_fine_tuning(tmp_path, load_recipe, imagenet_weights):
+    recipe = load_recipe("bpa_paper")
+    out = recipe.main(TINY + ["--pairs", "mnist:usps", "--samples-per-class", "4",
+                              "--mobilenet", "usps", "--mobilenet-size", "32",
+                              "--saved-models", str(tmp_path)])
+    rows = [r for r in out["results"] if r["primary"] == "imagenet"]
+    assert [r["method"] for r in rows] == ["fine-tune", "bpa-agreement"]
+    for r in rows:
+        assert 0 <= r["train"] <= 100 and 0 <= r["test"] <= 100

@@ -95,6 +95,13 @@ class DomainAdaptationModel(keras.Model):
             [classifier.outputs[0]] + [classifier.get_layer(n).output for n in layer_names],
             name=f"{classifier.name}_taps",
         )
+        self.built = True  # every variable exists (the classifier's); subclasses build theirs
+
+    def get_build_config(self):
+        return {}
+
+    def build_from_config(self, config):
+        """Nothing to build: the classifier and the subclass's layers are built in `__init__`."""
 
     @property
     def feature_shapes(self):

@@ -1,0 +1,34 @@
+"""Unsupervised domain adaptation: DAN (multi-kernel MMD) and DANN (gradient reversal).
+
+- `DANModel` (`dan_model.py`): source loss + lambda x MK-MMD at named layers (Long et al. 2015).
+- `DANNModel` (`dann_model.py`): domain classifier behind a gradient reversal layer (Ganin and
+  Lempitsky 2015).
+- `DomainAdaptationModel` (`adaptation_model.py`): their common base.
+- `AdaptationRamp` (`schedules.py`): the 2/(1+exp(-10p))-1 weight ramp.
+- `paired_dataset` (`paired_data.py`): `((x_source, x_target), y_source)` batches, no target labels.
+- `domain_gap`, `domain_gap_main` (`domain_gap.py`): MMD per layer between two domains.
+- `digits_lenet` (`digits_lenet.py`): Transfer-Learning-Library's digits LeNet.
+- `bench` (`bench.py`): step-time ratios against source-only training.
+
+The MMD itself is `kerastransfer.losses.MultiKernelMMD`; the reversal layer
+`kerastransfer.layers.GradientReversal`.
+"""
+
+from kerastransfer.methods.dan.adaptation_model import DomainAdaptationModel
+from kerastransfer.methods.dan.dan_model import DANModel
+from kerastransfer.methods.dan.dann_model import DANNModel
+from kerastransfer.methods.dan.digits_lenet import digits_lenet
+from kerastransfer.methods.dan.domain_gap import domain_gap, domain_gap_main
+from kerastransfer.methods.dan.paired_data import paired_dataset
+from kerastransfer.methods.dan.schedules import AdaptationRamp
+
+__all__ = [
+    "AdaptationRamp",
+    "DANModel",
+    "DANNModel",
+    "DomainAdaptationModel",
+    "digits_lenet",
+    "domain_gap",
+    "domain_gap_main",
+    "paired_dataset",
+]

@@ -1,0 +1,157 @@
+"""`paired_dataset`: labelled source and unlabelled target images in one `tf.data` pipeline.
+
+Domain adaptation models (`DANModel`, `DANNModel`) train on batches `((x_source, x_target),
+y_source)`: a batch of labelled source images beside an equally large batch of target images,
+with no target labels anywhere in the pipeline. One epoch is one pass over the source (its last
+partial batch is dropped, so both halves always have `batch_size` images); the target side is
+shuffled and repeated as often as needed, so the two sets may have any sizes.
+
+Both domains must reach the model at one image shape. A `TransferData` is served at its
+`image_shape` (the conversion asked at `load_dataset`); arrays at their own shape. If the two
+differ and no `image_shape` is given here, that is an error, never a silent resize.
+
+Example:
+
+>>> from kerastransfer.data import load_dataset
+>>> mnist = load_dataset("embedded:mnist", samples_per_class=10)
+>>> usps = load_dataset("embedded:usps", image_shape=(28, 28, 1))
+>>> ds = paired_dataset(mnist, usps, batch_size=32, drop_target_labels=True)
+>>> (x_s, x_t), y_s = next(iter(ds))
+>>> tuple(x_s.shape), tuple(x_t.shape), tuple(y_s.shape)
+((32, 28, 28, 1), (32, 28, 28, 1), (32,))
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from kerastransfer.data import TransferData, to_image_shape
+
+
+def paired_dataset(
+    source,
+    target,
+    *,
+    batch_size=None,
+    image_shape=None,
+    resize="resize",
+    split="train",
+    drop_target_labels=False,
+    shuffle=True,
+    seed=0,
+):
+    """Batches `((x_source, x_target), y_source)` from a labelled source and a target set.
+
+    Args:
+        source: a `TransferData`, or `(images, labels)` arrays.
+        target: target images as an array; or a `TransferData` / `(images, labels)` pair, whose
+            labels are discarded only if `drop_target_labels=True`.
+        batch_size: images per domain in a batch (default: the source `TransferData`'s, or 64).
+        image_shape: (height, width, channels) to convert both domains to (channels, then size).
+            Default: each domain's own shape, which must then agree.
+        resize: "resize" (bilinear) or "pad" (centre pad/crop), used with `image_shape`.
+        split: the split of `TransferData` inputs to read (default "train").
+        drop_target_labels: discard the labels of a labelled target. Without it a labelled
+            target is an error, so labels cannot slip into unsupervised training by accident.
+        shuffle: reshuffle both domains every epoch (seeded).
+        seed: shuffling seed.
+
+    Returns:
+        A `tf.data.Dataset` of `((x_source, x_target), y_source)`, images float32 in [0, 255].
+    """
+    x_s, y_s, shape_s, resize_s = _source_arrays(source, split)
+    x_t, shape_t, resize_t = _target_arrays(target, split, drop_target_labels)
+    if image_shape is not None:
+        image_shape = tuple(int(d) for d in image_shape)
+        if len(image_shape) != 3 or image_shape[2] not in (1, 3):
+            raise ValueError(
+                f"`image_shape` must be (height, width, 1 or 3). Received: {image_shape}"
+            )
+        shape_s = shape_t = image_shape
+        resize_s = resize_t = resize
+    elif shape_s != shape_t:
+        raise ValueError(
+            f"Source images are {shape_s} and target images {shape_t}: a model takes one shape. "
+            f"Pass `image_shape={shape_s}` to convert both (channels, then {resize!r}), or load "
+            "both with `load_dataset(..., image_shape=...)`."
+        )
+    if batch_size is None:
+        batch_size = source.batch_size if isinstance(source, TransferData) else 64
+    batch_size = int(batch_size)
+    if batch_size < 2:
+        raise ValueError(f"`batch_size` must be at least 2. Received: {batch_size}")
+    for what, x in (("source", x_s), ("target", x_t)):
+        if len(x) < batch_size:
+            raise ValueError(
+                f"The {what} set has {len(x)} images, fewer than one batch of {batch_size}. "
+                "Lower `batch_size`."
+            )
+
+    source_ds = tf.data.Dataset.from_tensor_slices((x_s, y_s))
+    target_ds = tf.data.Dataset.from_tensor_slices(x_t)
+    if shuffle:
+        source_ds = source_ds.shuffle(len(x_s), seed=seed, reshuffle_each_iteration=True)
+        target_ds = target_ds.shuffle(len(x_t), seed=seed + 1, reshuffle_each_iteration=True)
+    source_ds = source_ds.batch(batch_size, drop_remainder=True)
+    target_ds = target_ds.repeat().batch(batch_size, drop_remainder=True)
+
+    def convert(source_batch, x_target):
+        x_source, y_source = source_batch
+        return (
+            (
+                to_image_shape(x_source, shape_s, resize_s),
+                to_image_shape(x_target, shape_t, resize_t),
+            ),
+            y_source,
+        )
+
+    paired = tf.data.Dataset.zip((source_ds, target_ds))
+    return paired.map(convert, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _source_arrays(source, split):
+    if isinstance(source, TransferData):
+        x, y = source.arrays(split)
+        return x, y, tuple(source.image_shape), source.resize
+    if isinstance(source, (tuple, list)) and len(source) == 2:
+        x, y = (np.asarray(a) for a in source)
+        x = _images(x, "source")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(
+                f"Source labels must be class ids, shape ({len(x)},). Received shape {y.shape}."
+            )
+        return x, y.astype("int64"), tuple(x.shape[1:]), "resize"
+    raise TypeError(
+        "`source` must be a TransferData or an (images, labels) pair of arrays. Received: "
+        f"{type(source).__name__}"
+    )
+
+
+def _target_arrays(target, split, drop_target_labels):
+    labelled = isinstance(target, TransferData) or (
+        isinstance(target, (tuple, list)) and len(target) == 2
+    )
+    if labelled and not drop_target_labels:
+        raise ValueError(
+            "`target` carries labels, but unsupervised domain adaptation must not see target "
+            "labels. Pass `drop_target_labels=True` to discard them (they are never read), or "
+            "pass the target images alone."
+        )
+    if isinstance(target, TransferData):
+        return target.arrays(split)[0], tuple(target.image_shape), target.resize
+    if labelled:
+        target = target[0]
+    if isinstance(target, tf.data.Dataset):
+        raise TypeError("`target` must be arrays or a TransferData, not a tf.data.Dataset.")
+    x = _images(np.asarray(target), "target")
+    return x, tuple(x.shape[1:]), "resize"
+
+
+def _images(x, what):
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(
+            f"{what} images must be shaped (N, H, W), (N, H, W, 1) or (N, H, W, 3). Received "
+            f"shape {x.shape}."
+        )
+    return x

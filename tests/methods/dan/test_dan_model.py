@@ -1,0 +1,219 @@
+"""DANModel: training, target labels never read, optimizer maps, callbacks, strategy, saving."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerastransfer.data import load_dataset
+from kerastransfer.losses import MultiKernelMMD
+from kerastransfer.methods.dan import AdaptationRamp, DANModel, paired_dataset
+from kerastransfer.optimizers import neon_optimizer
+
+
+def tiny_classifier(input_shape=(8, 8, 1), seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="tiny")
+
+
+def arrays(n, shift, seed, shape=(8, 8, 1)):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n).astype("int64")
+    x = np.clip(rng.normal(80 + 40 * y[:, None, None, None] + shift, 30, (n, *shape)), 0, 255)
+    return x.astype("uint8"), y
+
+
+def compiled(model, optimizer=None):
+    model.compile(
+        optimizer or keras.optimizers.SGD(0.05, momentum=0.9),
+        "sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def weights(model):
+    return [w.numpy().copy() for w in model.classifier.weights]
+
+
+def test_fit_moves_weights_logs_mmd_and_adaptation_lowers_the_gap():
+    source, target = arrays(96, 0, 0), arrays(96, 60, 1)[0]
+    gaps = {}
+    for weight in (0.0, 10.0):
+        model = compiled(DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=weight))
+        before = weights(model)
+        ds = paired_dataset(source, target, batch_size=32, seed=0)
+        history = model.fit(ds, epochs=6, verbose=0)
+        gaps[weight] = history.history["mmd"][-1]
+        assert all(np.isfinite(history.history["loss"]))
+        assert any(not np.array_equal(a, b) for a, b in zip(before, weights(model)))
+    assert gaps[10.0] < 0.5 * gaps[0.0], gaps
+
+
+def test_zero_weight_trains_exactly_like_the_source_only_classifier():
+    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    ds = paired_dataset(source, target, batch_size=32, shuffle=False)
+    dan = compiled(DANModel(tiny_classifier(seed=3), ["hidden"], domain_loss_weight=0.0))
+    dan.fit(ds, epochs=2, verbose=0)
+    plain = compiled(tiny_classifier(seed=3))
+    plain.fit(ds.map(lambda x, y: (x[0], y)), epochs=2, verbose=0)
+    for a, b in zip(dan.classifier.weights, plain.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_shuffled_target_labels_give_identical_weights(tmp_path):
+    x_s, y_s = arrays(64, 0, 0)
+    x_t, y_t = arrays(64, 60, 1)
+    trained = []
+    for i, labels in enumerate((y_t, np.random.default_rng(9).permutation(y_t))):
+        path = tmp_path / f"target{i}.npz"
+        np.savez(path, x_train=x_t, y_train=labels, x_test=x_t[:8], y_test=labels[:8])
+        target = load_dataset(str(path), validation_split=0)
+        keras.utils.set_random_seed(0)  # tf.data shuffling reads the global seed too
+        ds = paired_dataset((x_s, y_s), target, batch_size=32, drop_target_labels=True)
+        # The pipeline has no place for target labels: images, images, source labels.
+        assert [tuple(s.shape) for s in tf.nest.flatten(ds.element_spec)] == [
+            (32, 8, 8, 1),
+            (32, 8, 8, 1),
+            (32,),
+        ]
+        model = compiled(DANModel(tiny_classifier(), ["hidden", "probabilities"]))
+        model.fit(ds, epochs=2, verbose=0)
+        trained.append(weights(model))
+    for a, b in zip(*trained):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_target_labels_in_a_batch_are_refused():
+    (x_s, y_s), (x_t, y_t) = arrays(8, 0, 0), arrays(8, 60, 1)
+    model = compiled(DANModel(tiny_classifier(), ["hidden"]))
+    with pytest.raises(ValueError, match="source labels alone"):
+        model.fit((x_s, x_t), (y_s, y_t), batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="images only"):
+        model((x_s.astype("float32"), (x_t.astype("float32"), y_t)))
+
+
+def test_neon_optimizer_map_keeps_the_backbone_bit_identical_under_a_ramp():
+    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    model = DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=AdaptationRamp(4))
+    compiled(model, neon_optimizer(["conv"], keras.optimizers.SGD(0.05, momentum=0.9)))
+    conv, head = (
+        model.classifier.get_layer(n).kernel.numpy().copy() for n in ("conv", "probabilities")
+    )
+    model.fit(paired_dataset(source, target, batch_size=32), epochs=2, verbose=0)
+    np.testing.assert_array_equal(model.classifier.get_layer("conv").kernel.numpy(), conv)
+    assert not np.array_equal(model.classifier.get_layer("probabilities").kernel.numpy(), head)
+    assert int(model.optimizer.iterations) == 4
+    assert float(model.scheduled(model.domain_loss_weight)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_callbacks_see_the_mmd_and_drive_the_learning_rate():
+    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    model = compiled(DANModel(tiny_classifier(), ["hidden"]), keras.optimizers.SGD(0.1))
+    seen = []
+    callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1)),
+        keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(logs["mmd"])),
+    ]
+    model.fit(
+        paired_dataset(source, target, batch_size=32), epochs=3, verbose=0, callbacks=callbacks
+    )
+    assert len(seen) == 3 and all(np.isfinite(seen))
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.1 / 3)
+
+
+def test_trains_under_mirrored_strategy(mirrored):
+    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    with mirrored.scope():
+        model = compiled(DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=1.0))
+    before = weights(model)
+    history = model.fit(paired_dataset(source, target, batch_size=16), epochs=2, verbose=0)
+    assert np.isfinite(history.history["mmd"]).all() and history.history["mmd"][-1] > 0
+    assert any(not np.array_equal(a, b) for a, b in zip(before, weights(model)))
+
+
+def test_mixed_precision_trains_with_float32_mmd():
+    source, target = arrays(32, 0, 0), arrays(32, 60, 1)[0]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = compiled(DANModel(tiny_classifier(), ["hidden"]))
+        history = model.fit(paired_dataset(source, target, batch_size=16), epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.classifier.get_layer("hidden").compute_dtype == "float16"
+    assert np.isfinite(history.history["loss"]).all() and np.isfinite(history.history["mmd"]).all()
+
+
+_RELOAD = """
+import sys, numpy as np, keras
+import kerastransfer.methods.dan  # registers the classes
+model = keras.saving.load_model(sys.argv[1])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], model.predict(x, verbose=0))
+print(type(model).__name__, model.mmd.estimate, model.domain_loss_weight.total_steps,
+      model.layer_names)
+"""
+
+
+def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path):
+    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    model = compiled(
+        DANModel(
+            tiny_classifier(),
+            ["conv", "hidden"],
+            domain_loss_weight=AdaptationRamp(8, maximum=2.0),
+            mmd=MultiKernelMMD(estimate="linear"),
+        )
+    )
+    model.fit(paired_dataset(source, target, batch_size=32), epochs=1, verbose=0)
+    path = tmp_path / "dan.keras"
+    model.save(path)
+    x = target[:5].astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RELOAD,
+            str(path),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "p.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DANModel linear 8 ['conv', 'hidden']" in result.stdout
+    np.testing.assert_allclose(
+        np.load(tmp_path / "p.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
+    # In process too: training resumes from the reloaded optimizer state.
+    again = keras.saving.load_model(path)
+    assert int(again.optimizer.iterations) == 2
+    again.fit(paired_dataset(source, target, batch_size=32), epochs=1, verbose=0)
+    assert int(again.optimizer.iterations) == 4
+
+
+def test_bad_input_is_a_clear_error():
+    clf = tiny_classifier()
+    with pytest.raises(ValueError, match=r"\['nope'\] are not layers"):
+        DANModel(clf, ["hidden", "nope"])
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        DANModel(clf, "hidden", domain_loss_weight=-0.1)
+    with pytest.raises(TypeError, match="no lambdas"):
+        DANModel(clf, "hidden", domain_loss_weight=lambda step: 1.0)
+    with pytest.raises(TypeError, match="MultiKernelMMD"):
+        DANModel(clf, "hidden", mmd="mmd")
+    model = DANModel(clf, "hidden")
+    with pytest.raises(ValueError, match=r"target images have shape \(6, 6, 1\)"):
+        model((np.zeros((2, 8, 8, 1), "float32"), np.zeros((2, 6, 6, 1), "float32")))
