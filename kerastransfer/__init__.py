@@ -8,8 +8,9 @@ The flat public API; each name lives in the module named after it:
   `freeze_bottom_levels`, `weighted_levels`, `adapt_input_channels`.
 - `kerastransfer.optimizers`: per-layer maps on `keras.optimizers.MultiOptimizer`.
 - `kerastransfer.callbacks`, `kerastransfer.losses`: Keras concepts, where Keras keeps them.
-- `kerastransfer.methods`: one folder or file per method (`bpa/`, `distillation`,
-  `feature_extraction`, `layer_transfer`).
+- `kerastransfer.layers`: `GradientReversal`.
+- `kerastransfer.methods`: one folder or file per method (`bpa/`, `dan/`, `spottune/`,
+  `distillation`, `feature_extraction`, `layer_transfer/`).
 - `kerastransfer.export`: `export_serving`.
 """
 
@@ -17,10 +18,22 @@ from kerastransfer import models  # noqa: F401  (registers the LeNet layers for 
 from kerastransfer.callbacks import GammaRefresh
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
 from kerastransfer.export import export_serving
+from kerastransfer.layers import GradientReversal
+from kerastransfer.losses import MultiKernelMMD
 from kerastransfer.methods.bpa import BPAModel, MultiWorkerTrainer
+from kerastransfer.methods.dan import (
+    AdaptationRamp,
+    DANModel,
+    DANNModel,
+    domain_gap,
+    paired_dataset,
+)
 from kerastransfer.methods.distillation import build_distiller, logits_model
+from kerastransfer.methods.spottune import SpotTuneModel, find_blocks, policy_usage, spottune_network
 from kerastransfer.optimizers import (
     ScaledMultiOptimizer,
+    ScaledSchedule,
+    ZeroRate,
     discriminative_optimizer,
     layerwise_decay_optimizer,
     neon_optimizer,
@@ -38,7 +51,20 @@ from kerastransfer.surgery import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptationRamp",
     "BPAModel",
+    "DANModel",
+    "DANNModel",
+    "GradientReversal",
+    "MultiKernelMMD",
+    "ScaledSchedule",
+    "SpotTuneModel",
+    "ZeroRate",
+    "domain_gap",
+    "find_blocks",
+    "paired_dataset",
+    "policy_usage",
+    "spottune_network",
     "DatasetInfo",
     "GammaRefresh",
     "ImportReport",

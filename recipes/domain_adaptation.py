@@ -54,9 +54,9 @@ from kerastransfer.methods.dan import (  # noqa: E402
     AdaptationRamp,
     DANModel,
     DANNModel,
-    digits_lenet,
     paired_dataset,
 )
+from kerastransfer.models import digits_lenet  # noqa: E402
 
 TASKS = {"mnist2usps": ("mnist", "usps"), "usps2mnist": ("usps", "mnist")}
 METHODS = ("source_only", "dan", "dann")

@@ -18,7 +18,9 @@ def exported(tmp_path_factory):
     rng = np.random.default_rng(0)
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(rng.uniform(0, 255, (32, 28, 28, 3)), rng.integers(0, 4, 32), verbose=0)
-    path = export_serving(model, tmp_path_factory.mktemp("exports") / "model", raw_shape=(16, 16, 1))
+    path = export_serving(
+        model, tmp_path_factory.mktemp("exports") / "model", raw_shape=(16, 16, 1)
+    )
     return model, path
 
 
@@ -36,7 +38,9 @@ def test_export_serves_raw_images_in_a_fresh_process(exported, serve_in_fresh_pr
 def test_saved_model_cli_shows_the_serve_signature(exported):
     _, path = exported
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    result = subprocess.run([cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [cli, "show", "--dir", str(path), "--all"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "signature_def['serve']" in result.stdout
     assert "dtype: DT_UINT8" in result.stdout and "shape: (-1, 16, 16, 1)" in result.stdout
@@ -49,6 +53,7 @@ def test_export_is_atomic(tmp_path):
         def write(path):
             with open(os.path.join(path, "version"), "w") as f:
                 f.write(version)
+
         return write
 
     def crash(path):
@@ -72,3 +77,131 @@ def test_export_refuses_models_without_a_fixed_image_input(tmp_path):
         export_serving(model, tmp_path / "x")
     with pytest.raises(ValueError, match="raw_shape"):
         export_serving(small_cnn(), tmp_path / "x", raw_shape=(28, 28, 2))
+
+
+# ---- nothing silent: ownership, kills, empty batches -------------------------------------------
+
+
+def test_export_never_replaces_what_it_did_not_write(tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    with pytest.raises(FileExistsError, match="did not write.*Delete it yourself"):
+        export_serving(small_cnn(filters=(4, 6), dense=8), precious)
+    assert (precious / "thesis.txt").read_text() == "years of work"
+    a_file = tmp_path / "model"
+    a_file.write_text("not an export")
+    with pytest.raises(FileExistsError, match="is a file"):
+        atomic_write(a_file, lambda path: None)
+    assert a_file.read_text() == "not an export"
+
+
+_KILL_SCRIPT = """
+import os, signal, sys
+import kerastransfer.export.atomic as atomic
+target, mode = sys.argv[1], sys.argv[2]
+def write(version):
+    def fill(path):
+        for i in range(3):
+            with open(os.path.join(path, f"part{i}"), "w") as f:
+                f.write(version)
+    return fill
+atomic.atomic_write(target, write("1"))
+if mode == "fallback":
+    atomic._renameat2 = None  # a file system without RENAME_EXCHANGE
+real_replace = os.replace
+def replace(src, dst):
+    if os.path.abspath(dst) == os.path.abspath(target):
+        os.kill(os.getpid(), signal.SIGKILL)  # killed as the new export moves into place
+    return real_replace(src, dst)
+os.replace = replace
+atomic.atomic_write(target, write("2"))
+"""
+
+
+def _complete_version(path):
+    parts = {(path / f"part{i}").read_text() for i in range(3)}
+    assert len(parts) == 1, parts
+    return parts.pop()
+
+
+@pytest.mark.parametrize("mode", ["exchange", "fallback"])
+def test_a_kill_while_swapping_never_leaves_the_destination_without_an_export(tmp_path, mode):
+    target = tmp_path / "export"
+    result = subprocess.run(
+        [sys.executable, "-c", _KILL_SCRIPT, str(target), mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if mode == "exchange":
+        assert result.returncode == 0, result.stderr[-2000:]  # one atomic step: nothing to kill
+        assert _complete_version(target) == "2"
+    else:
+        assert result.returncode == -9  # killed between the two renames
+        from kerastransfer.export import recover
+
+        recover(target)  # what the next export does first
+        assert _complete_version(target) == "1"
+        atomic_write(target, lambda path: open(os.path.join(path, "part0"), "w").close())
+    assert sorted(os.listdir(tmp_path)) == ["export"]
+
+
+def test_serve_refuses_an_empty_batch(exported):
+    import tensorflow as tf
+
+    _, path = exported
+    served = tf.saved_model.load(str(path))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch"):
+        served.serve(tf.zeros((0, 16, 16, 1), tf.uint8))
+    assert served.serve(tf.zeros((1, 16, 16, 1), tf.uint8))["label"].shape == (1,)
+
+
+# ---- ONNX and LiteRT -------------------------------------------------------------------------
+
+
+def test_onnx_and_litert_give_the_keras_probabilities_in_their_runtimes(tmp_path):
+    from kerastransfer.export import load_predictor, verify_export
+
+    keras.utils.set_random_seed(1)
+    model = small_cnn((28, 28, 1), 3, filters=(4, 6), dense=8)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(0, 255, (24, 28, 28, 1)), rng.integers(0, 3, 24), verbose=0)
+    path = export_serving(
+        model,
+        tmp_path / "all",
+        raw_shape=(20, 20, 1),
+        formats=("saved_model", "onnx", "litert"),
+        class_names=["a", "b", "c"],
+    )
+    assert {"model.onnx", "model.tflite", "saved_model.pb"} <= set(os.listdir(path))
+    images = rng.integers(0, 256, (6, 20, 20, 1), dtype=np.uint8)
+    diffs = verify_export(model, path, images, atol=1e-4)  # each runtime in a fresh process
+    assert set(diffs) == {"saved_model", "onnx", "litert"} and max(diffs.values()) <= 1e-4
+    expected = model(to_image_shape(images, (28, 28, 1)), training=False).numpy()
+    onnx = load_predictor(os.path.join(path, "model.onnx"))
+    assert onnx.format == "onnx" and onnx.class_names == ["a", "b", "c"]
+    assert onnx.labels(onnx(images)) == [["a", "b", "c"][i] for i in expected.argmax(-1)]
+
+
+class _PythonOp(keras.layers.Layer):
+    """A layer calling back into Python: no converter can put it in a file."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        y = tf.numpy_function(lambda a: a * 2, [x], tf.float32, stateful=False)
+        y.set_shape(x.shape)
+        return y
+
+
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+def test_a_layer_a_format_cannot_hold_is_named(tmp_path, fmt):
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = _PythonOp(name="python_callback")(keras.layers.Dense(3, name="dense")(x))
+    model = keras.Model(inputs, keras.layers.Softmax()(x))
+    with pytest.raises(ValueError, match=r"layer 'python_callback' \(_PythonOp\)"):
+        export_serving(model, tmp_path / "x", formats=("saved_model", fmt))
+    assert not os.path.exists(tmp_path / "x")  # nothing half-written

@@ -7,7 +7,6 @@
 - `AdaptationRamp` (`schedules.py`): the 2/(1+exp(-10p))-1 weight ramp.
 - `paired_dataset` (`paired_data.py`): `((x_source, x_target), y_source)` batches, no target labels.
 - `domain_gap`, `domain_gap_main` (`domain_gap.py`): MMD per layer between two domains.
-- `digits_lenet` (`digits_lenet.py`): Transfer-Learning-Library's digits LeNet.
 - `bench` (`bench.py`): step-time ratios against source-only training.
 
 The MMD itself is `kerastransfer.losses.MultiKernelMMD`; the reversal layer
@@ -17,7 +16,6 @@ The MMD itself is `kerastransfer.losses.MultiKernelMMD`; the reversal layer
 from kerastransfer.methods.dan.adaptation_model import DomainAdaptationModel
 from kerastransfer.methods.dan.dan_model import DANModel
 from kerastransfer.methods.dan.dann_model import DANNModel
-from kerastransfer.methods.dan.digits_lenet import digits_lenet
 from kerastransfer.methods.dan.domain_gap import domain_gap, domain_gap_main
 from kerastransfer.methods.dan.paired_data import paired_dataset
 from kerastransfer.methods.dan.schedules import AdaptationRamp
@@ -27,7 +25,6 @@ __all__ = [
     "DANModel",
     "DANNModel",
     "DomainAdaptationModel",
-    "digits_lenet",
     "domain_gap",
     "domain_gap_main",
     "paired_dataset",

@@ -26,7 +26,7 @@ import tensorflow as tf
 from kerastransfer.losses.mmd import MultiKernelMMD
 from kerastransfer.methods.dan.dan_model import DANModel
 from kerastransfer.methods.dan.dann_model import DANNModel
-from kerastransfer.methods.dan.digits_lenet import digits_lenet
+from kerastransfer.models.digits_lenet import digits_lenet
 
 VARIANTS = ("source_only", "joint", "dan_quadratic", "dan_linear", "dann")
 

@@ -1,0 +1,165 @@
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kerastransfer.cli import METHODS as CLI_METHODS
+from kerastransfer.cli import build_parser, main
+from kerastransfer.fine_tune import METHODS
+from kerastransfer.models import small_cnn
+
+
+def _error_line(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--method", "bogus"],
+            "invalid choice: 'bogus' (choose from 'neon', 'discriminative'",
+        ),
+        (["fit", "MobileNetV2", "embedded:usps", "--epochs", "x"], "--epochs: expected a positive"),
+        (["fit", "MobileNetV2", "embedded:usps", "--epochs", "0"], "--epochs: expected a positive"),
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--dropout", "1.5"],
+            "--dropout: expected a number",
+        ),
+        (["fit", "MobileNetV2", "embedded:usps", "--formats", "saved_model,pdf"], "--formats"),
+        (["fit", "MobileNetV2"], "required: data"),
+        (["fit", "MobileNetV2", "embedded:usps", "--bogus-flag"], "unrecognized arguments"),
+        (["tune", "--trials", "-3"], "--trials: expected a positive integer"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        ([], "required: command"),
+    ],
+)
+def test_wrong_forms_exit_2_with_one_line_naming_the_fix(capsys, argv, expected):
+    line = _error_line(capsys, argv)
+    assert expected in line and "--help" in line
+
+
+def test_missing_data_and_unloadable_sources_exit_2_with_one_line(capsys, tmp_path):
+    line = _error_line(capsys, ["fit", "MobileNetV2", str(tmp_path / "no_such_folder")])
+    assert "No dataset at" in line and "embedded:" in line
+    line = _error_line(capsys, ["fit", str(tmp_path / "missing.keras"), "embedded:usps"])
+    assert "missing.keras" in line
+    line = _error_line(capsys, ["fit", "MobileNetV9", "embedded:usps"])
+    assert "Did you mean" in line and "MobileNetV2" in line
+    line = _error_line(capsys, ["predict", str(tmp_path / "nothing"), "x.png"])
+    assert "No export at" in line
+
+
+def test_the_methods_agree_with_fine_tune():
+    assert CLI_METHODS == METHODS
+
+
+def _png_folder(root, per_class=8):
+    """Two classes of 20x20 RGB PNGs: dark and bright squares."""
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 40), ("bright", 210)):
+        os.makedirs(root / name)
+        for i in range(per_class):
+            image = np.clip(rng.normal(level, 20, (20, 20, 3)), 0, 255).astype("uint8")
+            keras.utils.save_img(str(root / name / f"{i}.png"), image)
+    return root
+
+
+def test_fit_on_a_folder_of_pngs_trains_exports_and_predicts(tmp_path, capsys):
+    keras.utils.set_random_seed(0)
+    source = small_cnn((28, 28, 3), 10, filters=(4, 6), dense=16)
+    source.save(tmp_path / "source.keras")
+    images = _png_folder(tmp_path / "images")
+    export = tmp_path / "export"
+    rc = main(
+        [
+            "fit",
+            str(tmp_path / "source.keras"),
+            str(images),
+            "--epochs",
+            "2",
+            "--warmup-epochs",
+            "30",
+            "--validation-split",
+            "0.2",
+            "--batch-size",
+            "4",
+            "--export",
+            str(export),
+            "--formats",
+            "saved_model,onnx,litert",
+            "--verbose",
+            "0",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert {"saved_model.pb", "model.onnx", "model.tflite"} <= set(os.listdir(export))
+    probe = [str(images / "dark" / "0.png"), str(images / "bright" / "0.png")]
+    labels = {}
+    for target in (export, export / "model.onnx", export / "model.tflite"):
+        assert main(["predict", str(target), *probe]) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        assert [line.split("\t")[0] for line in out] == probe
+        labels[str(target)] = [line.split("\t")[1] for line in out]
+    assert all(
+        v in (["dark", "bright"], ["bright", "bright"], ["dark", "dark"]) for v in labels.values()
+    )
+    assert len({tuple(v) for v in labels.values()}) == 1  # three runtimes, one answer
+    # a second export onto the same folder replaces our own export
+    assert (
+        main(
+            [
+                "fit",
+                str(tmp_path / "source.keras"),
+                str(images),
+                "--epochs",
+                "1",
+                "--warmup-epochs",
+                "1",
+                "--validation-split",
+                "0.2",
+                "--export",
+                str(export),
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
+
+
+def test_existing_commands_still_work(capsys):
+    assert main(["data", "embedded:usps"]) == 0
+    assert "classes: 10" in capsys.readouterr().out
+    parser = build_parser()
+    assert parser.parse_args(["inspect", "x.keras"]).command == "inspect"
+
+
+def test_the_installed_command_exits_2(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kerastransfer.cli",
+            "fit",
+            "MobileNetV2",
+            "embedded:usps",
+            "--method",
+            "bogus",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    # the last line is ours (TensorFlow's own start-up lines may come before it)
+    assert result.stderr.strip().splitlines()[-1].startswith("kerastransfer fit: error:")

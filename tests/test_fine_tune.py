@@ -1,0 +1,168 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kerastransfer.fine_tune import METHODS, fine_tune
+from kerastransfer.models import small_cnn
+
+DATA = "embedded:usps"  # 16x16 gray digits, converted to the source's 28x28 input
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A tiny pretrained source network saved as a .keras file."""
+    keras.utils.set_random_seed(0)
+    model = small_cnn((28, 28, 1), 10, filters=(4, 6), dense=16)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    from kerastransfer.data import load_dataset
+
+    data = load_dataset("embedded:mnist", image_shape=(28, 28, 1), samples_per_class=20)
+    model.fit(data.train, epochs=2, verbose=0)
+    path = tmp_path_factory.mktemp("source") / "source.keras"
+    model.save(path)
+    return str(path)
+
+
+def _run(source, method, **kwargs):
+    kwargs = {
+        "samples_per_class": 5,
+        "epochs": 2,
+        "warmup_epochs": 3,
+        "verbose": 0,
+        "patience": 5,
+        **kwargs,
+    }
+    return fine_tune(source, DATA, method=method, **kwargs)
+
+
+class _Kernels(keras.callbacks.Callback):
+    def __init__(self, names):
+        super().__init__()
+        self.names, self.snaps = names, []
+
+    def _get(self, name):
+        from kerastransfer.surgery import get_layer
+
+        return get_layer(self.model, name).get_weights()[0].copy()
+
+    def on_train_begin(self, logs=None):
+        self.snaps.append({n: self._get(n) for n in self.names})
+
+    def on_train_end(self, logs=None):
+        self.snaps.append({n: self._get(n) for n in self.names})
+
+    def moved(self, name):
+        return not np.array_equal(self.snaps[0][name], self.snaps[1][name])
+
+
+def test_neon_keeps_imported_layers_bit_identical_and_trains_the_head(source, tmp_path):
+    watch = _Kernels(["conv1", "fc1", "classifier_new"])
+    result = _run(source, "neon", callbacks=[watch], log_dir=str(tmp_path / "logs"))
+    report = result.report
+    assert report.imported == ["conv1", "bn1", "conv2", "bn2", "fc1"]
+    assert report.new_layers == ["classifier_new"]
+    assert not watch.moved("conv1") and not watch.moved("fc1")
+    assert watch.moved("classifier_new")
+    assert report.groups["imported_lr0"][0] == 0.0
+    assert result.model.output_shape == (None, 10)
+    assert 0 <= report.test_accuracy <= 1 and report.epochs == 2
+    assert "method neon" in str(report) and "test" in str(report)
+    assert os.listdir(tmp_path / "logs" / "train")  # TensorBoard events, group rates included
+
+
+def test_discriminative_and_layerwise_decay_rates_rise_to_the_top(source):
+    report = _run(source, "discriminative", learning_rate=1e-3, imported_rate=0.01).report
+    rates = [rate for name, (rate, count) in report.groups.items() if count]
+    assert rates == sorted(rates)
+    assert rates[0] == pytest.approx(1e-5, rel=1e-5) and rates[-1] == pytest.approx(1e-3, rel=1e-5)
+    report = _run(source, "layerwise_decay", learning_rate=1e-3, imported_rate=0.1).report
+    rates = sorted(rate for rate, count in report.groups.values() if count)
+    assert rates[0] == pytest.approx(1e-4, rel=1e-3) and rates[-1] == pytest.approx(1e-3)
+
+
+def test_gradual_unfreezes_the_body_level_by_level(source):
+    watch = _Kernels(["conv1", "fc1"])
+    report = _run(source, "gradual", epochs=3, callbacks=[watch]).report
+    assert report.history["trainable_levels"] == [1.0, 2.0, 3.0]
+    assert watch.moved("fc1") and not watch.moved("conv1")  # conv1's turn comes at epoch 5
+
+
+def test_bpa_computes_gamma_during_fit(source):
+    report = _run(source, "bpa", epochs=1).report
+    assert report.method == "bpa"
+    # the split layer is the first convolution, nested in the body: gamma/body/<trunk>/conv1/...
+    means = [k for k in report.history if k.startswith("gamma/") and k.endswith("/conv1/mean")]
+    assert len(means) == 1 and 0 < report.history[means[0]][0] <= 1
+
+
+def test_resumes_from_backup_dir(source, tmp_path):
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("killed")
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(source, "discriminative", epochs=4, backup_dir=backup, callbacks=[Crash()])
+    report = _run(source, "discriminative", epochs=4, backup_dir=backup).report
+    assert report.warmup_epochs == 0  # the restored weights hold the warmed-up head
+    assert len(report.history["loss"]) == 2  # epochs 3 and 4 only
+
+
+def test_exports_and_validates_arguments(source, tmp_path):
+    result = _run(source, "neon", epochs=1, export=str(tmp_path / "export"))
+    assert (tmp_path / "export" / "saved_model.pb").exists()
+    assert result.report.export_path == str(tmp_path / "export")
+    with pytest.raises(ValueError, match="`method` must be one of"):
+        fine_tune(source, DATA, method="bogus")
+    with pytest.raises(ValueError, match="image_size"):
+        fine_tune(source, DATA, image_size=64)
+    with pytest.raises(ValueError, match="frozen_levels"):
+        _run(source, "neon", frozen_levels=9)
+    assert set(METHODS) == {"neon", "discriminative", "layerwise_decay", "gradual", "bpa"}
+
+
+@pytest.mark.slow  # real ImageNet weights: ~20 s on 2 idle cores
+def test_mobilenet_v2_imagenet_on_gray_images(imagenet_weights):
+    result = fine_tune(
+        "MobileNetV2",
+        "embedded:fashion_mnist",
+        image_size=32,
+        samples_per_class=2,
+        epochs=1,
+        warmup_epochs=1,
+        verbose=0,
+        method="neon",
+        batch_size=10,
+    )
+    report = result.report
+    assert report.input_shape == (32, 32, 1)
+    assert report.adapted["Conv1"][1][0] == (3, 3, 1, 32)  # RGB kernel summed to gray
+    assert len(report.imported) > 100
+
+
+def test_an_application_that_cannot_load_offline_names_the_file(tmp_path, monkeypatch):
+    import keras.utils
+
+    def no_network(*args, **kwargs):
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/x/"
+            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5: no network"
+        )
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    from kerastransfer.fine_tune import load_application_source
+
+    with pytest.raises(ValueError, match="put densenet121_weights.*notop.h5 into .*models/"):
+        load_application_source("DenseNet121", (32, 32, 1))
+
+
+def test_learning_rate_find_runs_the_range_test_first(source):
+    report = _run(source, "discriminative", epochs=1, learning_rate="find").report
+    assert 1e-7 <= report.found_learning_rate <= 1e-1
+    top = max(rate for rate, count in report.groups.values() if count)
+    assert top == pytest.approx(report.found_learning_rate, rel=1e-5)
+    with pytest.raises(ValueError, match="'find'"):
+        fine_tune(source, DATA, learning_rate="fast")

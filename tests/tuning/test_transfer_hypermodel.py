@@ -1,0 +1,60 @@
+import keras
+import keras_tuner
+import pytest
+
+from kerastransfer.data import load_dataset
+from kerastransfer.fine_tune import METHODS
+from kerastransfer.models import small_cnn
+from kerastransfer.tuning import SEARCH_SPACE, TransferHyperModel
+
+
+def test_the_search_space_holds_every_documented_choice():
+    hp = keras_tuner.HyperParameters()
+    TransferHyperModel.declare(hp)
+    space = {p.name: p for p in hp.space}
+    assert set(space) == {
+        "method",
+        "frozen_levels",
+        "imported_rate",
+        "head_width",
+        "dropout",
+        "learning_rate",
+        "bpa",
+        "gamma",
+    }
+    assert list(space["method"].values) == list(METHODS)
+    assert 0.0 in space["imported_rate"].values  # the neon scheme
+    assert list(space["gamma"].values) == ["agreement", "paper"]
+    assert (
+        isinstance(space["bpa"], keras_tuner.HyperParameters().Boolean("x").__class__)
+        or space["bpa"].__class__.__name__ == "Boolean"
+    )
+    assert (space["learning_rate"].min_value, space["learning_rate"].max_value) == (1e-5, 1e-3)
+    for name, values in SEARCH_SPACE.items():
+        if isinstance(values, list) and name != "bpa":
+            assert list(space[name].values) == values, name
+    # the module docstring documents each choice
+    import kerastransfer.tuning.transfer_hypermodel as module
+
+    for name in space:
+        assert f"`{name}`" in module.__doc__, name
+
+
+@pytest.mark.parametrize("method, bpa", [("gradual", False), ("discriminative", True)])
+def test_build_and_fit_one_trial(tmp_path, method, bpa):
+    keras.utils.set_random_seed(0)
+    source = small_cnn((28, 28, 1), 10, filters=(4, 6), dense=16)
+    data = load_dataset("embedded:usps", samples_per_class=4, image_shape=(28, 28, 1))
+    hypermodel = TransferHyperModel(source, data, epochs=1, warmup_epochs=2)
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("method", method)
+    hp.Fixed("bpa", bpa)
+    hp.Fixed("frozen_levels", 32)  # capped at the body's levels
+    hp.Fixed("head_width", 64)
+    hp.Fixed("imported_rate", 0.1)  # 0 would make any method the neon scheme
+    model = hypermodel.build(hp)
+    assert model.get_layer("head").get_layer("fc1_new").units == 64
+    metrics = hypermodel.fit(hp, model)
+    assert 0 <= metrics["val_accuracy"] <= 1
+    report = hypermodel.last_report
+    assert report.method == (method + ("+bpa" if bpa else ""))
