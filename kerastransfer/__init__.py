@@ -29,7 +29,12 @@ from kerastransfer.methods.dan import (
     paired_dataset,
 )
 from kerastransfer.methods.distillation import build_distiller, logits_model
-from kerastransfer.methods.spottune import SpotTuneModel, find_blocks, policy_usage, spottune_network
+from kerastransfer.methods.spottune import (
+    SpotTuneModel,
+    find_blocks,
+    policy_usage,
+    spottune_network,
+)
 from kerastransfer.optimizers import (
     ScaledMultiOptimizer,
     ScaledSchedule,

@@ -6,7 +6,10 @@
     kerastransfer data SOURCE              describe a dataset (embedded:mnist, .npz, folder, tfds)
     kerastransfer inspect MODEL            levels and weighted layers (.keras or application name)
     kerastransfer import SOURCE TARGET     which layers of SOURCE would be imported into TARGET
+    kerastransfer gap MODEL --source S --target T   domain gap (MK-MMD) at each named layer
     kerastransfer bench [...]              BPA engine benchmark (see `kerastransfer bench --help`)
+    kerastransfer bench-dan [...]          DAN / DANN step against a source-only step
+    kerastransfer bench-spottune [...]     SpotTune training and routed inference against plain
 
 Every mistake (a wrong flag value, an unknown method, missing data, a source that cannot load
 offline) ends with exit status 2 and one line on stderr that names the fix.
@@ -340,12 +343,20 @@ def build_parser():
     p.add_argument("target")
     p.set_defaults(run=_import)
     sub.add_parser("bench", help="BPA engine benchmark")
+    sub.add_parser("bench-dan", help="DAN / DANN step cost against a source-only step")
+    sub.add_parser("bench-spottune", help="SpotTune cost against plain fine-tuning")
+    sub.add_parser("gap", help="domain gap (MK-MMD) between two datasets at named layers")
     # Method commands with their own argument parsers (like `bench`) go into DELEGATED.
     return parser
 
 
 # Sub-commands whose module parses its own arguments: name -> "module:function(argv)".
-DELEGATED = {"bench": "kerastransfer.methods.bpa.bench:main"}
+DELEGATED = {
+    "bench": "kerastransfer.methods.bpa.bench:main",
+    "bench-dan": "kerastransfer.methods.dan.bench:main",
+    "bench-spottune": "kerastransfer.methods.spottune.bench:main",
+    "gap": "kerastransfer.methods.dan.domain_gap:domain_gap_main",
+}
 
 _ERRORS = (
     ValueError,
@@ -370,7 +381,12 @@ def main(argv=None):
         import importlib
 
         module, function = DELEGATED[argv[0]].split(":")
-        return getattr(importlib.import_module(module), function)(argv[1:])
+        try:
+            result = getattr(importlib.import_module(module), function)(argv[1:])
+        except _ERRORS as e:
+            print(f"kerastransfer {argv[0]}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        return result if isinstance(result, int) else 0  # some return their measurements
     try:
         args = build_parser().parse_args(argv)
     except UsageError as e:

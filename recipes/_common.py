@@ -143,8 +143,17 @@ def fit(model, data, *, epochs, backup_dir=None, name="fit", callbacks=(), verbo
 
 
 def train_or_load_primary(
-    build, data, path, *, epochs=4, seed=0, learning_rate=1e-3, callbacks=(), backup_dir=None,
-    verbose=0, retrain=False,
+    build,
+    data,
+    path,
+    *,
+    epochs=4,
+    seed=0,
+    learning_rate=1e-3,
+    callbacks=(),
+    backup_dir=None,
+    verbose=0,
+    retrain=False,
 ):
     """The primary (task A) network: loaded from `path` when cached there, else trained (seeded,
     resumable with `backup_dir`) and saved atomically.
@@ -157,11 +166,19 @@ def train_or_load_primary(
     keras.utils.set_random_seed(int(seed))  # determinism, if asked, is already on (set_seeds)
     model = build(data.info.num_classes)
     model.compile(
-        keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy",
+        keras.optimizers.Adam(learning_rate),
+        "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    fit(model, data, epochs=epochs, backup_dir=backup_dir, name=f"primary_{pathlib.Path(path).stem}",
-        callbacks=callbacks, verbose=verbose)
+    fit(
+        model,
+        data,
+        epochs=epochs,
+        backup_dir=backup_dir,
+        name=f"primary_{pathlib.Path(path).stem}",
+        callbacks=callbacks,
+        verbose=verbose,
+    )
     atomic_save(model, path)
     return model, False
 
@@ -178,7 +195,8 @@ class RunCache:
         self.folder = pathlib.Path(folder) / recipe if folder else None
         # Runs of different settings do not mix: the file name hashes the recipe's flags.
         settings = {
-            k: v for k, v in sorted(vars(args or argparse.Namespace()).items())
+            k: v
+            for k, v in sorted(vars(args or argparse.Namespace()).items())
             if k not in ("backup_dir", "verbose", "export", "saved_models", "seeds")
         }
         digest = hashlib.sha1(json.dumps(settings, default=str).encode()).hexdigest()[:10]

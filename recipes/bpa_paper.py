@@ -26,7 +26,8 @@ MNIST <-> Fashion-MNIST from the embedded samples (default: the MNIST <-> USPS p
 on 2 CPU cores; add the Fashion-MNIST pairs with `--pairs`):
 
     python recipes/bpa_paper.py
-    python recipes/bpa_paper.py --pairs mnist:usps,usps:mnist,mnist:fashion_mnist,fashion_mnist:mnist
+    python recipes/bpa_paper.py \
+        --pairs mnist:usps,usps:mnist,mnist:fashion_mnist,fashion_mnist:mnist
 
 `--data-root ../shared/data` uses the larger `.npz` files there instead (`mnist_small.npz`,
 `usps.npz`, `fashion_mnist_small.npz`); any source `load_dataset` takes (an `.npz` path, an image
@@ -61,7 +62,12 @@ from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 OFFLINE_PAIRS = "mnist:usps,usps:mnist"
 
 # The paper's published errors (%), train / test.
-PAPER_TABLE1 = {"MNIST": (0.04, 0.55), "SVHN": (0.13, 3.81), "CIFAR-10": (0.01, 19.40), "CIFAR-100": (0.17, 50.90)}
+PAPER_TABLE1 = {
+    "MNIST": (0.04, 0.55),
+    "SVHN": (0.13, 3.81),
+    "CIFAR-10": (0.01, 19.40),
+    "CIFAR-100": (0.17, 50.90),
+}
 PAPER_TABLES23 = [  # primary, target, standard (train, test), distributed (train, test)
     ("MNIST", "SVHN", (0.01, 29.57), (0.24, 5.18)),
     ("SVHN", "MNIST", (0.35, 1.04), (0.16, 0.46)),
@@ -76,34 +82,65 @@ PAPER_TABLES23 = [  # primary, target, standard (train, test), distributed (trai
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pairs", default=OFFLINE_PAIRS, help="comma-separated primary:target dataset pairs")
+    p.add_argument(
+        "--pairs", default=OFFLINE_PAIRS, help="comma-separated primary:target dataset pairs"
+    )
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
-    p.add_argument("--image-shape", default="28,28,1", help="network input, e.g. 32,32,3 for the paper's pairs")
-    p.add_argument("--samples-per-class", type=int, default=None, help="target training images per class")
+    p.add_argument(
+        "--image-shape", default="28,28,1", help="network input, e.g. 32,32,3 for the paper's pairs"
+    )
+    p.add_argument(
+        "--samples-per-class", type=int, default=None, help="target training images per class"
+    )
     p.add_argument("--primary-epochs", type=int, default=4)
     p.add_argument("--warmup-epochs", type=int, default=1, help="new head only, body frozen")
-    p.add_argument("--frozen-levels", type=int, default=2, help="levels frozen by standard transfer")
-    p.add_argument("--gamma", default="paper,agreement", help="Gamma functionals to run: paper, agreement")
+    p.add_argument(
+        "--frozen-levels", type=int, default=2, help="levels frozen by standard transfer"
+    )
+    p.add_argument(
+        "--gamma", default="paper,agreement", help="Gamma functionals to run: paper, agreement"
+    )
     p.add_argument("--normalization", default="max", choices=["max", "mean", "none"])
-    p.add_argument("--bpa-set", default="validation", choices=["train", "validation", "train+validation"],
-                   help="the labelled set Gamma is computed on (the paper reports validation as "
-                        "generalising better; it is also 10x cheaper than train here)")
+    p.add_argument(
+        "--bpa-set",
+        default="validation",
+        choices=["train", "validation", "train+validation"],
+        help="the labelled set Gamma is computed on (the paper reports validation as "
+        "generalising better; it is also 10x cheaper than train here)",
+    )
     p.add_argument("--split-layers", default="conv1")
-    p.add_argument("--mobilenet", default=None, metavar="DATASET",
-                   help="also transfer an ImageNet MobileNetV2 to DATASET: fine-tuning vs BPA split "
-                        "at its first convolution (weights from $KERAS_HOME/models)")
+    p.add_argument(
+        "--mobilenet",
+        default=None,
+        metavar="DATASET",
+        help="also transfer an ImageNet MobileNetV2 to DATASET: fine-tuning vs BPA split "
+        "at its first convolution (weights from $KERAS_HOME/models)",
+    )
     p.add_argument("--mobilenet-size", type=int, default=48, help="MobileNetV2 input side")
-    p.add_argument("--gamma-samples", type=int, default=None,
-                   help="Gamma on this many images per class of the BPA set (default: all)")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD rate of the transfers (momentum 0.9)")
+    p.add_argument(
+        "--gamma-samples",
+        type=int,
+        default=None,
+        help="Gamma on this many images per class of the BPA set (default: all)",
+    )
+    p.add_argument(
+        "--lr", type=float, default=0.01, help="SGD rate of the transfers (momentum 0.9)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     add_common_flags(p, seeds=3, epochs=3)  # --epochs: transfer epochs after the warm-up
     return p.parse_args(argv)
 
 
 def load_pair_member(name, args, seed=0, **kwargs):
-    return load(name, args, image_shape=args.shape, batch_size=args.batch_size, seed=seed,
-                data_dir=args.data_dir, **kwargs)
+    return load(
+        name,
+        args,
+        image_shape=args.shape,
+        batch_size=args.batch_size,
+        seed=seed,
+        data_dir=args.data_dir,
+        **kwargs,
+    )
 
 
 def errors(model, data):
@@ -119,8 +156,13 @@ def primary_network(name, args):
     name_tag = tag(name, "small_cnn", args.shape)
     path = os.path.join(args.saved_models, "primary", f"{name_tag}.keras")
     model, _ = train_or_load_primary(
-        lambda n: small_cnn(args.shape, n, name=f"primary_{tag(name)}"), data, path,
-        epochs=args.primary_epochs, seed=0, backup_dir=args.backup_dir, verbose=args.verbose,
+        lambda n: small_cnn(args.shape, n, name=f"primary_{tag(name)}"),
+        data,
+        path,
+        epochs=args.primary_epochs,
+        seed=0,
+        backup_dir=args.backup_dir,
+        verbose=args.verbose,
     )
     return model, data
 
@@ -129,7 +171,9 @@ def transfer(primary, target, args, method, seed):
     """One transfer run; returns (train error, test error, model, seconds, Gamma or None)."""
     set_seeds(seed, deterministic=not args.nondeterministic)
     net = surgery.replace_head(
-        small_cnn(args.shape, target.info.num_classes, name="target"), target.info.num_classes, cut_layer="dropout"
+        small_cnn(args.shape, target.info.num_classes, name="target"),
+        target.info.num_classes,
+        cut_layer="dropout",
     )
     surgery.import_matching_layers(primary, net)
     body = [layer.name for level in surgery.weighted_levels(net)[:-1] for layer in level]
@@ -140,21 +184,45 @@ def transfer(primary, target, args, method, seed):
         net.get_layer(name).trainable = False
     net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
     run = f"{tag(args.primary_name, args.target_name)}-{method}-{seed}"
-    fit(net, target, epochs=args.warmup_epochs, backup_dir=args.backup_dir, name=f"{run}-warmup",
-        verbose=args.verbose)
+    fit(
+        net,
+        target,
+        epochs=args.warmup_epochs,
+        backup_dir=args.backup_dir,
+        name=f"{run}-warmup",
+        verbose=args.verbose,
+    )
     for name in body:
         net.get_layer(name).trainable = True
     if method == "standard":
         surgery.freeze_bottom_levels(net, args.frozen_levels)
     model, callbacks = net, []
     if method.startswith("bpa-"):
-        model = BPAModel(net, split_layers=args.split_layers.split(","), gamma=method[4:],
-                         normalization=args.normalization)
-        callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set,
-                                  samples_per_class=args.gamma_samples, seed=seed)]
+        model = BPAModel(
+            net,
+            split_layers=args.split_layers.split(","),
+            gamma=method[4:],
+            normalization=args.normalization,
+        )
+        callbacks = [
+            GammaRefresh(
+                target,
+                every=1,
+                subset=args.bpa_set,
+                samples_per_class=args.gamma_samples,
+                seed=seed,
+            )
+        ]
     model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(model, target, epochs=args.epochs, backup_dir=args.backup_dir, name=run,
-        callbacks=callbacks, verbose=args.verbose)
+    fit(
+        model,
+        target,
+        epochs=args.epochs,
+        backup_dir=args.backup_dir,
+        name=run,
+        callbacks=callbacks,
+        verbose=args.verbose,
+    )
     seconds = time.perf_counter() - start
     gamma = model.gamma if method.startswith("bpa-") else None
     return (*errors(model, target), net, seconds, gamma)
@@ -187,38 +255,67 @@ def main(argv=None):
             runs, last = [], {}
             export_run = args.export and method == methods[-1]
             for seed in range(args.seeds):
-                target = load_pair_member(target_name, args, seed=seed, samples_per_class=args.samples_per_class)
+                target = load_pair_member(
+                    target_name, args, seed=seed, samples_per_class=args.samples_per_class
+                )
                 key = f"{primary_name}:{target_name}:{method}:{seed}"
                 model_file = os.path.join(args.backup_dir or "", "bpa_paper", tag(key) + ".keras")
 
                 def run(seed=seed, target=target, model_file=model_file):
                     train_err, test_err, net, seconds, gamma = transfer(
-                        primaries[primary_name], target, args, method, seed)
+                        primaries[primary_name], target, args, method, seed
+                    )
                     last["net"] = net
                     if export_run and args.backup_dir:
                         atomic_save(net, model_file)
-                    return dict(train=train_err, test=test_err, seconds=seconds,
-                                gamma=gamma_summary(gamma) if gamma else None)
+                    return dict(
+                        train=train_err,
+                        test=test_err,
+                        seconds=seconds,
+                        gamma=gamma_summary(gamma) if gamma else None,
+                    )
 
                 r = cache.get(key, run)
                 runs.append((r["train"], r["test"], r["seconds"]))
-                print(f"  {primary_name} -> {target_name} {method:<14} seed {seed}: train {r['train']:5.2f}% "
-                      f"test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
-                      + (f", Gamma {r['gamma']}" if r["gamma"] else ""))
+                print(
+                    f"  {primary_name} -> {target_name} {method:<14} seed {seed}: "
+                    f"train {r['train']:5.2f}% "
+                    f"test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
+                    + (f", Gamma {r['gamma']}" if r["gamma"] else "")
+                )
             runs = np.array(runs)
-            results.append(dict(primary=primary_name, target=target_name, method=method,
-                                train=runs[:, 0].mean(), train_sd=runs[:, 0].std(),
-                                test=runs[:, 1].mean(), test_sd=runs[:, 1].std(), seconds=runs[:, 2].mean()))
+            results.append(
+                dict(
+                    primary=primary_name,
+                    target=target_name,
+                    method=method,
+                    train=runs[:, 0].mean(),
+                    train_sd=runs[:, 0].std(),
+                    test=runs[:, 1].mean(),
+                    test_sd=runs[:, 1].std(),
+                    seconds=runs[:, 2].mean(),
+                )
+            )
             if export_run:
                 net = last.get("net") or keras.models.load_model(model_file)  # cached: saved
-                path = export_serving(net, os.path.join(args.saved_models, f"bpa_{tag(primary_name)}_to_{tag(target_name)}"),
-                                      raw_shape=target.info.image_shape)
+                path = export_serving(
+                    net,
+                    os.path.join(
+                        args.saved_models, f"bpa_{tag(primary_name)}_to_{tag(target_name)}"
+                    ),
+                    raw_shape=target.info.image_shape,
+                )
                 print(f"  exported {path}")
     print_tables23(results, args)
     if args.mobilenet:
         mobilenet = mobilenet_rows(args, cache, methods[1:])
-        print_tables23(mobilenet, args, f"MobileNetV2 (ImageNet, {args.mobilenet_size}x"
-                       f"{args.mobilenet_size}) on {args.mobilenet}", paper=False)
+        print_tables23(
+            mobilenet,
+            args,
+            f"MobileNetV2 (ImageNet, {args.mobilenet_size}x"
+            f"{args.mobilenet_size}) on {args.mobilenet}",
+            paper=False,
+        )
         results += mobilenet
     return dict(table1=table1, results=results)
 
@@ -233,18 +330,42 @@ def mobilenet_transfer(target, args, method, seed):
     run = f"mobilenet-{tag(args.mobilenet)}-{method}-{seed}"
     backbone.trainable = False
     net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(net, target, epochs=args.warmup_epochs, backup_dir=args.backup_dir, name=f"{run}-warmup",
-        verbose=args.verbose)
+    fit(
+        net,
+        target,
+        epochs=args.warmup_epochs,
+        backup_dir=args.backup_dir,
+        name=f"{run}-warmup",
+        verbose=args.verbose,
+    )
     backbone.trainable = True
     model, callbacks = net, []
     if method.startswith("bpa-"):
-        model = BPAModel(net, split_layers=f"{backbone.name}/Conv1", gamma=method[4:],
-                         normalization=args.normalization)
-        callbacks = [GammaRefresh(target, every=1, subset=args.bpa_set,
-                                  samples_per_class=args.gamma_samples, seed=seed)]
+        model = BPAModel(
+            net,
+            split_layers=f"{backbone.name}/Conv1",
+            gamma=method[4:],
+            normalization=args.normalization,
+        )
+        callbacks = [
+            GammaRefresh(
+                target,
+                every=1,
+                subset=args.bpa_set,
+                samples_per_class=args.gamma_samples,
+                seed=seed,
+            )
+        ]
     model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(model, target, epochs=args.epochs, backup_dir=args.backup_dir, name=run,
-        callbacks=callbacks, verbose=args.verbose)
+    fit(
+        model,
+        target,
+        epochs=args.epochs,
+        backup_dir=args.backup_dir,
+        name=run,
+        callbacks=callbacks,
+        verbose=args.verbose,
+    )
     seconds = time.perf_counter() - start
     return (*errors(model, target), seconds, model.gamma if callbacks else None)
 
@@ -255,25 +376,45 @@ def mobilenet_rows(args, cache, methods):
     for method in methods:
         runs = []
         for seed in range(args.seeds):
-            target = load(args.mobilenet, args, image_shape=(args.mobilenet_size,) * 2 + (3,),
-                          batch_size=args.batch_size, seed=seed, data_dir=args.data_dir,
-                          samples_per_class=args.samples_per_class)
+            target = load(
+                args.mobilenet,
+                args,
+                image_shape=(args.mobilenet_size,) * 2 + (3,),
+                batch_size=args.batch_size,
+                seed=seed,
+                data_dir=args.data_dir,
+                samples_per_class=args.samples_per_class,
+            )
 
             def run(seed=seed, target=target):
                 train_err, test_err, seconds, gamma = mobilenet_transfer(target, args, method, seed)
-                return dict(train=train_err, test=test_err, seconds=seconds,
-                            gamma=gamma_summary(gamma) if gamma else None)
+                return dict(
+                    train=train_err,
+                    test=test_err,
+                    seconds=seconds,
+                    gamma=gamma_summary(gamma) if gamma else None,
+                )
 
             r = cache.get(f"mobilenet:{args.mobilenet}:{method}:{seed}", run)
             runs.append((r["train"], r["test"], r["seconds"]))
-            print(f"  MobileNetV2 -> {args.mobilenet} {method:<14} seed {seed}: train "
-                  f"{r['train']:5.2f}% test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
-                  + (f", Gamma {r['gamma']}" if r["gamma"] else ""))
+            print(
+                f"  MobileNetV2 -> {args.mobilenet} {method:<14} seed {seed}: train "
+                f"{r['train']:5.2f}% test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
+                + (f", Gamma {r['gamma']}" if r["gamma"] else "")
+            )
         runs = np.array(runs)
-        rows.append(dict(primary="imagenet", target=args.mobilenet, method=method,
-                         train=runs[:, 0].mean(), train_sd=runs[:, 0].std(),
-                         test=runs[:, 1].mean(), test_sd=runs[:, 1].std(),
-                         seconds=runs[:, 2].mean()))
+        rows.append(
+            dict(
+                primary="imagenet",
+                target=args.mobilenet,
+                method=method,
+                train=runs[:, 0].mean(),
+                train_sd=runs[:, 0].std(),
+                test=runs[:, 1].mean(),
+                test_sd=runs[:, 1].std(),
+                seconds=runs[:, 2].mean(),
+            )
+        )
     return rows
 
 
@@ -290,18 +431,28 @@ def print_table1(rows):
 
 
 def print_tables23(results, args, title="Tables 2-3: transfer errors", paper=True):
-    print(f"\n{title}, mean +- sd over {args.seeds} seeds (Gamma normalisation: "
-          f"{args.normalization}; Gamma set: {args.bpa_set}; split: {args.split_layers})")
-    print(f"{'Primary':<14} {'Target':<14} {'Method':<15} {'Train (%)':>14} {'Test (%)':>14} {'Time (s)':>9}")
+    print(
+        f"\n{title}, mean +- sd over {args.seeds} seeds (Gamma normalisation: "
+        f"{args.normalization}; Gamma set: {args.bpa_set}; split: {args.split_layers})"
+    )
+    print(
+        f"{'Primary':<14} {'Target':<14} {'Method':<15} {'Train (%)':>14} {'Test (%)':>14} "
+        f"{'Time (s)':>9}"
+    )
     for r in results:
-        print(f"{r['primary']:<14} {r['target']:<14} {r['method']:<15} "
-              f"{r['train']:>7.2f} +-{r['train_sd']:>5.2f} {r['test']:>7.2f} +-{r['test_sd']:>5.2f} {r['seconds']:>9.1f}")
+        print(
+            f"{r['primary']:<14} {r['target']:<14} {r['method']:<15} "
+            f"{r['train']:>7.2f} +-{r['train_sd']:>5.2f} {r['test']:>7.2f} +-{r['test_sd']:>5.2f} "
+            f"{r['seconds']:>9.1f}"
+        )
     if not paper:
         return
     print("\nPaper (Tables 2-3), standard vs distributed, train / test error (%):")
     for primary, target, standard, distributed in PAPER_TABLES23:
-        print(f"{primary:<14} {target:<14} standard {standard[0]:.2f} / {standard[1]:.2f}   "
-              f"distributed {distributed[0]:.2f} / {distributed[1]:.2f}")
+        print(
+            f"{primary:<14} {target:<14} standard {standard[0]:.2f} / {standard[1]:.2f}   "
+            f"distributed {distributed[0]:.2f} / {distributed[1]:.2f}"
+        )
 
 
 if __name__ == "__main__":

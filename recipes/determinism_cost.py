@@ -69,8 +69,10 @@ def main(argv=None):
     det = np.median([r["seconds"] for r in runs[True]])
     nondet = np.median([r["seconds"] for r in runs[False]])
     identical = len({r["weights"] for r in runs[True]}) == 1
-    print(f"{args.model} {args.image_size}x{args.image_size}, {args.samples} images, "
-          f"{args.epochs} epochs, median of {args.repeats} processes per mode")
+    print(
+        f"{args.model} {args.image_size}x{args.image_size}, {args.samples} images, "
+        f"{args.epochs} epochs, median of {args.repeats} processes per mode"
+    )
     print("| mode | fit seconds | ratio | weights identical across runs |")
     print("| --- | --- | --- | --- |")
     print(f"| deterministic ops | {det:.2f} | {det / nondet:.3f} | {identical} |")

@@ -17,9 +17,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("KERASTRANSFER_SHARED", REPO.parent / "shared"))
@@ -36,7 +34,8 @@ def mirrored():
 def shared_data():
     """`../shared/data` (real MNIST, Fashion-MNIST, USPS); skips where it is absent."""
     path = SHARED / "data"
-    if not (path / "mnist_small.npz").exists(): pytest.skip(f"needs ../shared/data beside the checkout (looked in {path})")  # noqa: E701
+    if not (path / "mnist_small.npz").exists():
+        pytest.skip(f"needs ../shared/data beside the checkout (looked in {path})")  # noqa: E701
     return path
 
 
@@ -46,7 +45,8 @@ def imagenet_weights():
     name Keras uses: the convolution weights do not depend on it), so `weights="imagenet"` loads
     offline. Skips where ../shared/weights is absent."""
     src = SHARED / "weights" / MOBILENET_FILE
-    if not src.exists(): pytest.skip(f"needs ../shared/weights beside the checkout (looked for {src})")  # noqa: E701
+    if not src.exists():
+        pytest.skip(f"needs ../shared/weights beside the checkout (looked for {src})")  # noqa: E701
     models = pathlib.Path(os.environ["KERAS_HOME"]) / "models"
     models.mkdir(parents=True, exist_ok=True)
     for size in (96, 128, 160, 192, 224):
@@ -79,9 +79,17 @@ def serve_in_fresh_process(tmp_path):
     def serve(path, images):
         np.save(tmp_path / "serve_images.npy", images)
         result = subprocess.run(
-            [sys.executable, "-c", _SERVE_SCRIPT, str(path), str(tmp_path / "serve_images.npy"),
-             str(tmp_path / "served.npz")],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-c",
+                _SERVE_SCRIPT,
+                str(path),
+                str(tmp_path / "serve_images.npy"),
+                str(tmp_path / "served.npz"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return dict(np.load(tmp_path / "served.npz"))

@@ -52,7 +52,7 @@ def feature_extractor(model, layer_name, pooling="avg"):
 
 
 def extract_features(extractor, dataset):
-    """Run `extractor` over a batched dataset of (images, labels); return NumPy (features, labels)."""
+    """Runs `extractor` over a batched dataset of (images, labels): NumPy (features, labels)."""
     feats, labels = [], []
     for x, y in dataset:  # one pass: a shuffled dataset gives another order on each pass
         feats.append(np.asarray(extractor.predict_on_batch(x)))
@@ -92,8 +92,16 @@ def linear_classifier(num_features, num_classes, loss="softmax", l2=1e-4, name="
 
 
 def fit_linear_classifier(
-    features, labels, num_classes, *, loss="softmax", epochs=100, batch_size=128,
-    validation=None, patience=10, verbose=0,
+    features,
+    labels,
+    num_classes,
+    *,
+    loss="softmax",
+    epochs=100,
+    batch_size=128,
+    validation=None,
+    patience=10,
+    verbose=0,
 ):
     """Train a linear classifier on extracted features, with early stopping.
 
@@ -113,8 +121,14 @@ def fit_linear_classifier(
             validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     monitor = "val_loss" if validation is not None else "loss"
     model.fit(
-        features, labels, epochs=epochs, batch_size=batch_size, validation_data=validation,
-        callbacks=[keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)],
+        features,
+        labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=validation,
+        callbacks=[
+            keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
+        ],
         verbose=verbose,
     )
     return model

@@ -287,7 +287,8 @@ def lenet5(code_bits=20, *, input_shape=(32, 32, 1), name="lenet5"):
         raise ValueError(f"`code_bits` must be at least 2. Received: {code_bits}")
     if tuple(input_shape) != (32, 32, 1):
         raise ValueError(
-            f"Gutstein et al.'s LeNet-5 variant takes 32x32x1 images. Received input_shape={input_shape}; load "
+            f"Gutstein et al.'s LeNet-5 variant takes 32x32x1 images. Received "
+            f"input_shape={input_shape}; load "
             "28x28 digits with `load_dataset(..., image_shape=(32, 32, 1), resize='pad')`."
         )
     act = scaled_tanh
@@ -326,10 +327,14 @@ def check_table_1(model):
     """Raise if `model`'s free parameters per level differ from Gutstein et al.'s Table 1."""
     table = free_parameter_table(model)
     if table != TABLE_1:
-        diff = {k: (table.get(k), TABLE_1.get(k)) for k in set(table) | set(TABLE_1)
-                if table.get(k) != TABLE_1.get(k)}
+        diff = {
+            k: (table.get(k), TABLE_1.get(k))
+            for k in set(table) | set(TABLE_1)
+            if table.get(k) != TABLE_1.get(k)
+        }
         raise ValueError(
-            f"Model '{model.name}' does not match Gutstein et al.'s Table 1: (model, paper) per level "
+            f"Model '{model.name}' does not match Gutstein et al.'s Table 1: (model, paper) "
+            f"per level "
             f"{diff}. Table 1 is for a 20-bit F6 (`lenet5(code_bits=20)`)."
         )
     return table
@@ -352,4 +357,3 @@ def code_classifier(model, codes, *, sharpness=1.0, name=None):
         )
     outputs = CodeSoftmax(codes, sharpness=sharpness, name="code_softmax")(model.output)
     return keras.Model(model.inputs, outputs, name=name or f"{model.name}_classifier")
-

@@ -1,11 +1,16 @@
-"""`mobilenet_v2_classifier`: an ImageNet MobileNetV2 backbone with its preprocessing and a new head."""
+"""`mobilenet_v2_classifier`: an ImageNet MobileNetV2 with its preprocessing and a new head."""
 
 import keras
 from keras import layers
 
 
 def mobilenet_v2_classifier(
-    input_shape=(96, 96, 3), num_classes=10, *, weights="imagenet", dropout=0.2, name="mobilenet_transfer"
+    input_shape=(96, 96, 3),
+    num_classes=10,
+    *,
+    weights="imagenet",
+    dropout=0.2,
+    name="mobilenet_transfer",
 ):
     """MobileNetV2 (ImageNet weights by default) with its own preprocessing and a new softmax head.
 

@@ -24,7 +24,12 @@ from kerastransfer.surgery import weighted_levels
 def test_free_parameters_are_table_1_exactly():
     model = lenet5()
     assert free_parameter_table(model) == {
-        "C1": 156, "S2": 12, "C3": 1516, "S4": 32, "C5": 48120, "F6": 2420,
+        "C1": 156,
+        "S2": 12,
+        "C3": 1516,
+        "S4": 32,
+        "C5": 48120,
+        "F6": 2420,
     }
     assert count_free_parameters(model) == 52256
     assert check_table_1(model) == TABLE_1
@@ -38,8 +43,12 @@ def test_levels_and_shapes_follow_figure_1():
     assert [level[0].name for level in weighted_levels(model)] == list(TABLE_1)
     shapes = {name: model.get_layer(name).output.shape[1:] for name in TABLE_1}
     assert shapes == {
-        "C1": (28, 28, 6), "S2": (14, 14, 6), "C3": (10, 10, 16), "S4": (5, 5, 16),
-        "C5": (1, 1, 120), "F6": (20,),
+        "C1": (28, 28, 6),
+        "S2": (14, 14, 6),
+        "C3": (10, 10, 16),
+        "S4": (5, 5, 16),
+        "C5": (1, 1, 120),
+        "F6": (20,),
     }
     assert model.input_shape == (None, 32, 32, 1)
     rescale = model.get_layer("rescale")

@@ -1,21 +1,35 @@
 """Smoke run of recipes/bpa_paper.py (the paper's Tables 1-3) with tiny settings."""
 
-import pathlib
-
 import numpy as np
 import tensorflow as tf
 
 
-
 def test_bpa_recipe_tables_and_export(tmp_path, capsys, load_recipe):
     recipe = load_recipe("bpa_paper")
-    out = recipe.main([
-        "--pairs", "mnist:usps", "--seeds", "2", "--samples-per-class", "20", "--primary-epochs", "2",
-        "--epochs", "1", "--batch-size", "32", "--saved-models", str(tmp_path), "--export",
-    ])
+    out = recipe.main(
+        [
+            "--pairs",
+            "mnist:usps",
+            "--seeds",
+            "2",
+            "--samples-per-class",
+            "20",
+            "--primary-epochs",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--saved-models",
+            str(tmp_path),
+            "--export",
+        ]
+    )
     printed = capsys.readouterr().out
-    (name, train_err, test_err), = out["table1"]
-    assert name == "mnist" and 0 <= train_err < 20 and 0 <= test_err < 25  # a working primary network
+    ((name, train_err, test_err),) = out["table1"]
+    assert (
+        name == "mnist" and 0 <= train_err < 20 and 0 <= test_err < 25
+    )  # a working primary network
     methods = [r["method"] for r in out["results"]]
     assert methods == ["standard", "fine-tune", "bpa-paper", "bpa-agreement"]
     for r in out["results"]:
@@ -24,14 +38,28 @@ def test_bpa_recipe_tables_and_export(tmp_path, capsys, load_recipe):
     # Two seeds really differ: the spread is measured, not zero everywhere.
     assert any(r["test_sd"] > 0 for r in out["results"])
     assert "Gamma normalisation: max; Gamma set: validation; split: conv1" in printed
-    assert "29.57" in printed and "Gamma min" in printed  # the paper's numbers beside ours; Gamma logged
+    assert (
+        "29.57" in printed and "Gamma min" in printed
+    )  # the paper's numbers beside ours; Gamma logged
     served = tf.saved_model.load(str(tmp_path / "bpa_mnist_to_usps"))
     probabilities = served.serve(tf.zeros((2, 16, 16, 1), tf.uint8))["probabilities"].numpy()
     np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
 
 
-TINY = ["--seeds", "1", "--gamma", "agreement", "--samples-per-class", "10", "--primary-epochs", "1",
-        "--epochs", "1", "--batch-size", "32"]
+TINY = [
+    "--seeds",
+    "1",
+    "--gamma",
+    "agreement",
+    "--samples-per-class",
+    "10",
+    "--primary-epochs",
+    "1",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+]
 
 
 def test_same_command_prints_the_same_table(tmp_path, load_recipe):
@@ -41,10 +69,14 @@ def test_same_command_prints_the_same_table(tmp_path, load_recipe):
     second = recipe.main(TINY + ["--pairs", "usps:mnist", "--saved-models", str(tmp_path / "b")])
     assert first["table1"] == second["table1"]
     for a, b in zip(first["results"], second["results"]):
-        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
 
 
-def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(tmp_path, load_recipe, monkeypatch):
+def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(
+    tmp_path, load_recipe, monkeypatch
+):
     from kerastransfer.data import load_dataset
 
     usps = load_dataset("embedded:usps", validation_split=0)
@@ -53,8 +85,15 @@ def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(tmp_path, lo
     path.parent.mkdir()
     np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
     recipe = load_recipe("bpa_paper")
-    argv = TINY + ["--pairs", f"mnist:{path}", "--saved-models", str(tmp_path / "models"),
-                   "--backup-dir", str(tmp_path / "backup"), "--export"]
+    argv = TINY + [
+        "--pairs",
+        f"mnist:{path}",
+        "--saved-models",
+        str(tmp_path / "models"),
+        "--backup-dir",
+        str(tmp_path / "backup"),
+        "--export",
+    ]
     first = recipe.main(argv)
     assert [r["target"] for r in first["results"]] == [str(path)] * 3
     assert (tmp_path / "models" / "bpa_mnist_to_usps-copy").is_dir()
@@ -69,9 +108,21 @@ def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(tmp_path, lo
 
 def test_mobilenet_row_bpa_against_fine_tuning(tmp_path, load_recipe, imagenet_weights):
     recipe = load_recipe("bpa_paper")
-    out = recipe.main(TINY + ["--pairs", "mnist:usps", "--samples-per-class", "4",
-                              "--mobilenet", "usps", "--mobilenet-size", "32",
-                              "--saved-models", str(tmp_path)])
+    out = recipe.main(
+        TINY
+        + [
+            "--pairs",
+            "mnist:usps",
+            "--samples-per-class",
+            "4",
+            "--mobilenet",
+            "usps",
+            "--mobilenet-size",
+            "32",
+            "--saved-models",
+            str(tmp_path),
+        ]
+    )
     rows = [r for r in out["results"] if r["primary"] == "imagenet"]
     assert [r["method"] for r in rows] == ["fine-tune", "bpa-agreement"]
     for r in rows:

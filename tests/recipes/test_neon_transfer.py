@@ -1,18 +1,30 @@
 """Smoke run of recipes/neon_transfer.py (the README's main job) with tiny settings."""
 
-import pathlib
-
 import pytest
 import tensorflow as tf
 
 from kerastransfer import cli
 
 
-
 def test_neon_recipe_table_and_export(tmp_path, capsys, load_recipe):
     recipe = load_recipe("neon_transfer")
-    argv = ["--seeds", "1", "--primary-epochs", "1", "--epochs", "3", "--samples-per-class", "30", "--batch-size", "16", "--verbose", "0",
-            "--saved-models", str(tmp_path), "--export"]
+    argv = [
+        "--seeds",
+        "1",
+        "--primary-epochs",
+        "1",
+        "--epochs",
+        "3",
+        "--samples-per-class",
+        "30",
+        "--batch-size",
+        "16",
+        "--verbose",
+        "0",
+        "--saved-models",
+        str(tmp_path),
+        "--export",
+    ]
     rows = recipe.main(argv)
     out = capsys.readouterr().out
     assert [r["id"] for r in rows] == ["direct", "TL-1", "TL-2", "TL-3", "FE"]

@@ -1,7 +1,5 @@
 """Target codes of +-1 values (one-of-N or random bit codes) and nearest-code decoding."""
 
-
-
 import numpy as np
 
 from kerastransfer.models.lenet import (  # noqa: F401
@@ -64,5 +62,3 @@ def code_accuracy(model, images, labels, codes, *, batch_size=500):
         ]
     )
     return float(np.mean(decode(outputs, codes) == np.asarray(labels)))
-
-

@@ -1,6 +1,5 @@
 """The source net and target nets that retain its bottom n levels."""
 
-
 import dataclasses
 import time
 
@@ -170,5 +169,3 @@ def trainable_free_parameters(retained, table=TABLE_1):
     """
     check_retained(retained)
     return sum(list(table.values())[retained:])
-
-

@@ -1,6 +1,5 @@
 """`layer_transfer_sweep`: every (retained levels, samples per class, trial) of the experiment."""
 
-
 import math
 import time
 
