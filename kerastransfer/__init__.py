@@ -11,13 +11,16 @@ The flat public API; each name lives in the module named after it:
 - `kerastransfer.layers`: `GradientReversal`.
 - `kerastransfer.methods`: one folder or file per method (`bpa/`, `dan/`, `spottune/`,
   `distillation`, `feature_extraction`, `layer_transfer/`).
-- `kerastransfer.export`: `export_serving`.
+- `kerastransfer.fine_tune`, `kerastransfer.tuning`: `fine_tune` (one call) and the keras-tuner
+  search over transfer choices.
+- `kerastransfer.export`: `export_serving` (SavedModel, ONNX, LiteRT) and `verify_export`.
 """
 
 from kerastransfer import models  # noqa: F401  (registers the LeNet layers for .keras loading)
-from kerastransfer.callbacks import GammaRefresh
+from kerastransfer.callbacks import GammaRefresh, GradualUnfreezing, LearningRateLogger, LRFinder
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
-from kerastransfer.export import export_serving
+from kerastransfer.export import export_serving, verify_export
+from kerastransfer.fine_tune import fine_tune
 from kerastransfer.layers import GradientReversal
 from kerastransfer.losses import MultiKernelMMD
 from kerastransfer.methods.bpa import BPAModel, MultiWorkerTrainer
@@ -52,6 +55,7 @@ from kerastransfer.surgery import (
     replace_head,
     weighted_levels,
 )
+from kerastransfer.tuning import TransferHyperModel
 
 __version__ = "0.1.0"
 
@@ -61,6 +65,12 @@ __all__ = [
     "DANModel",
     "DANNModel",
     "GradientReversal",
+    "GradualUnfreezing",
+    "LRFinder",
+    "LearningRateLogger",
+    "TransferHyperModel",
+    "fine_tune",
+    "verify_export",
     "MultiKernelMMD",
     "ScaledSchedule",
     "SpotTuneModel",

@@ -149,7 +149,7 @@ class FineTuneResult:
     data: object
 
 
-def _application(name):
+def application_builder(name):
     builder = getattr(keras.applications, name, None)
     return builder if callable(builder) and name[:1].isupper() else None
 
@@ -176,7 +176,7 @@ def _preprocess(name, channels):
 
 def load_application_source(name, image_shape):
     """The ImageNet application `name` without its top, at `image_shape` (3 channels)."""
-    builder = _application(name)
+    builder = application_builder(name)
     size = tuple(image_shape[:2])
     try:
         return builder(include_top=False, weights="imagenet", input_shape=(*size, 3))
@@ -206,10 +206,10 @@ def build_transfer_model(source, image_shape, num_classes, *, head_width=0, drop
 
     image_shape = tuple(image_shape)
     inputs = keras.Input(image_shape, name="image")
-    name = source if isinstance(source, str) and _application(source) else None
+    name = source if isinstance(source, str) and application_builder(source) else None
     if name:
         src = load_application_source(name, image_shape)
-        backbone = _application(name)(
+        backbone = application_builder(name)(
             include_top=False, weights=None, input_shape=image_shape, pooling="avg"
         )
         pre = _preprocess(name, image_shape[-1])
@@ -411,7 +411,7 @@ def fine_tune(
             f"`learning_rate` must be a positive number or 'find'. Received: {learning_rate!r}"
         )
     keras.utils.set_random_seed(seed)
-    is_app = isinstance(source, str) and _application(source) is not None
+    is_app = isinstance(source, str) and application_builder(source) is not None
     if is_app:
         data_obj = _load_data(
             data,

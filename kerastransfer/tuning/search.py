@@ -154,7 +154,7 @@ def search(
         export: write the best model's serving export here.
     """
     from kerastransfer.data import load_dataset
-    from kerastransfer.fine_tune import _application
+    from kerastransfer.fine_tune import application_builder
 
     keras.utils.set_random_seed(seed)
     data_obj = load_dataset(
@@ -164,7 +164,7 @@ def search(
         batch_size=batch_size,
         seed=seed,
     )
-    if _application(source) if isinstance(source, str) else False:
+    if application_builder(source) if isinstance(source, str) else False:
         size = int(image_size or 96)
         data_obj.image_shape = (size, size, data_obj.info.image_shape[-1])
     else:
