@@ -167,23 +167,38 @@ def primary_network(name, args):
     return model, data
 
 
-def transfer(primary, target, args, method, seed):
-    """One transfer run; returns (train error, test error, model, seconds, Gamma or None)."""
-    set_seeds(seed, deterministic=not args.nondeterministic)
+def small_cnn_target(primary, target, args):
+    """The primary network's structure with a new head, matching layers imported."""
     net = surgery.replace_head(
         small_cnn(args.shape, target.info.num_classes, name="target"),
         target.info.num_classes,
         cut_layer="dropout",
     )
     surgery.import_matching_layers(primary, net)
-    body = [layer.name for level in surgery.weighted_levels(net)[:-1] for layer in level]
+    return net
+
+
+def transfer(primary, target, args, method, seed):
+    """One transfer run of the small CNN; returns (train error, test error, model, seconds,
+    Gamma or None)."""
+    set_seeds(seed, deterministic=not args.nondeterministic)
+    net = small_cnn_target(primary, target, args)
+    body = [
+        net.get_layer(layer.name) for level in surgery.weighted_levels(net)[:-1] for layer in level
+    ]
+    run = f"{tag(args.primary_name, args.target_name)}-{method}-{seed}"
+    return train_transfer(net, body, target, args, method, seed, args.split_layers.split(","), run)
+
+
+def train_transfer(net, body, target, args, method, seed, split_layers, run):
+    """Warm-up of the new head with `body` frozen, then `method` (standard, fine-tune or
+    bpa-<gamma>) for `args.epochs`; returns (train error, test error, net, seconds, Gamma)."""
     loss = "sparse_categorical_crossentropy"
     start = time.perf_counter()
     # Warm-up: only the new head learns, so the single-filter networks' confusions mean something.
-    for name in body:
-        net.get_layer(name).trainable = False
+    for layer in body:
+        layer.trainable = False
     net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    run = f"{tag(args.primary_name, args.target_name)}-{method}-{seed}"
     fit(
         net,
         target,
@@ -192,17 +207,14 @@ def transfer(primary, target, args, method, seed):
         name=f"{run}-warmup",
         verbose=args.verbose,
     )
-    for name in body:
-        net.get_layer(name).trainable = True
+    for layer in body:
+        layer.trainable = True
     if method == "standard":
         surgery.freeze_bottom_levels(net, args.frozen_levels)
     model, callbacks = net, []
     if method.startswith("bpa-"):
         model = BPAModel(
-            net,
-            split_layers=args.split_layers.split(","),
-            gamma=method[4:],
-            normalization=args.normalization,
+            net, split_layers=split_layers, gamma=method[4:], normalization=args.normalization
         )
         callbacks = [
             GammaRefresh(
@@ -275,27 +287,9 @@ def main(argv=None):
                         gamma=gamma_summary(gamma) if gamma else None,
                     )
 
-                r = cache.get(key, run)
-                runs.append((r["train"], r["test"], r["seconds"]))
-                print(
-                    f"  {primary_name} -> {target_name} {method:<14} seed {seed}: "
-                    f"train {r['train']:5.2f}% "
-                    f"test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
-                    + (f", Gamma {r['gamma']}" if r["gamma"] else "")
-                )
-            runs = np.array(runs)
-            results.append(
-                dict(
-                    primary=primary_name,
-                    target=target_name,
-                    method=method,
-                    train=runs[:, 0].mean(),
-                    train_sd=runs[:, 0].std(),
-                    test=runs[:, 1].mean(),
-                    test_sd=runs[:, 1].std(),
-                    seconds=runs[:, 2].mean(),
-                )
-            )
+                runs.append(cache.get(key, run))
+                print_run(f"{primary_name} -> {target_name}", method, seed, runs[-1])
+            results.append(summary_row(primary_name, target_name, method, runs))
             if export_run:
                 net = last.get("net") or keras.models.load_model(model_file)  # cached: saved
                 path = export_serving(
@@ -321,53 +315,17 @@ def main(argv=None):
 
 
 def mobilenet_transfer(target, args, method, seed):
-    """Fine-tuning or BPA of an ImageNet MobileNetV2 (new head warmed up first), as `transfer`."""
+    """Fine-tuning or BPA of an ImageNet MobileNetV2 (new head warmed up first), as `transfer`;
+    the split layer is the backbone's first convolution."""
     set_seeds(seed, deterministic=not args.nondeterministic)
     size = args.mobilenet_size
     net = mobilenet_v2_classifier((size, size, 3), target.info.num_classes, weights="imagenet")
     backbone = net.layers[2]  # image -> preprocess -> the nested MobileNetV2
-    loss, start = "sparse_categorical_crossentropy", time.perf_counter()
     run = f"mobilenet-{tag(args.mobilenet)}-{method}-{seed}"
-    backbone.trainable = False
-    net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(
-        net,
-        target,
-        epochs=args.warmup_epochs,
-        backup_dir=args.backup_dir,
-        name=f"{run}-warmup",
-        verbose=args.verbose,
+    train_err, test_err, _, seconds, gamma = train_transfer(
+        net, [backbone], target, args, method, seed, [f"{backbone.name}/Conv1"], run
     )
-    backbone.trainable = True
-    model, callbacks = net, []
-    if method.startswith("bpa-"):
-        model = BPAModel(
-            net,
-            split_layers=f"{backbone.name}/Conv1",
-            gamma=method[4:],
-            normalization=args.normalization,
-        )
-        callbacks = [
-            GammaRefresh(
-                target,
-                every=1,
-                subset=args.bpa_set,
-                samples_per_class=args.gamma_samples,
-                seed=seed,
-            )
-        ]
-    model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
-    fit(
-        model,
-        target,
-        epochs=args.epochs,
-        backup_dir=args.backup_dir,
-        name=run,
-        callbacks=callbacks,
-        verbose=args.verbose,
-    )
-    seconds = time.perf_counter() - start
-    return (*errors(model, target), seconds, model.gamma if callbacks else None)
+    return train_err, test_err, seconds, gamma
 
 
 def mobilenet_rows(args, cache, methods):
@@ -395,27 +353,33 @@ def mobilenet_rows(args, cache, methods):
                     gamma=gamma_summary(gamma) if gamma else None,
                 )
 
-            r = cache.get(f"mobilenet:{args.mobilenet}:{method}:{seed}", run)
-            runs.append((r["train"], r["test"], r["seconds"]))
-            print(
-                f"  MobileNetV2 -> {args.mobilenet} {method:<14} seed {seed}: train "
-                f"{r['train']:5.2f}% test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
-                + (f", Gamma {r['gamma']}" if r["gamma"] else "")
-            )
-        runs = np.array(runs)
-        rows.append(
-            dict(
-                primary="imagenet",
-                target=args.mobilenet,
-                method=method,
-                train=runs[:, 0].mean(),
-                train_sd=runs[:, 0].std(),
-                test=runs[:, 1].mean(),
-                test_sd=runs[:, 1].std(),
-                seconds=runs[:, 2].mean(),
-            )
-        )
+            runs.append(cache.get(f"mobilenet:{args.mobilenet}:{method}:{seed}", run))
+            print_run(f"MobileNetV2 -> {args.mobilenet}", method, seed, runs[-1])
+        rows.append(summary_row("imagenet", args.mobilenet, method, runs))
     return rows
+
+
+def print_run(pair, method, seed, r):
+    print(
+        f"  {pair} {method:<14} seed {seed}: train {r['train']:5.2f}% "
+        f"test {r['test']:5.2f}% ({r['seconds']:.1f} s)"
+        + (f", Gamma {r['gamma']}" if r["gamma"] else "")
+    )
+
+
+def summary_row(primary, target, method, runs):
+    """Mean and sd over seeds of the runs' train and test errors."""
+    arr = np.array([(r["train"], r["test"], r["seconds"]) for r in runs])
+    return dict(
+        primary=primary,
+        target=target,
+        method=method,
+        train=arr[:, 0].mean(),
+        train_sd=arr[:, 0].std(),
+        test=arr[:, 1].mean(),
+        test_sd=arr[:, 1].std(),
+        seconds=arr[:, 2].mean(),
+    )
 
 
 def gamma_summary(gamma):
