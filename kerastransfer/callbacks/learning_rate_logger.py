@@ -13,12 +13,12 @@ Example:
 >>> from kerastransfer.models import small_cnn
 >>> from kerastransfer.optimizers import neon_optimizer
 >>> model = small_cnn(filters=(4, 6), dense=16, num_classes=3)
->>> model.compile(neon_optimizer(["conv1"], keras.optimizers.SGD(0.01)),
+>>> model.compile(neon_optimizer(["conv1"], keras.optimizers.SGD(0.01, name="new_layers")),
 ...               "sparse_categorical_crossentropy")
 >>> x, y = np.random.rand(6, 28, 28, 1) * 255, np.arange(6) % 3
 >>> h = model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateLogger()])
 >>> sorted(k for k in h.history if k.startswith("lr/"))
-['lr/imported_lr0', 'lr/sgd']
+['lr/imported_lr0', 'lr/new_layers']
 """
 
 import keras
