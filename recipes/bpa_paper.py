@@ -116,6 +116,9 @@ def parse_args(argv=None):
         help="also transfer an ImageNet MobileNetV2 to DATASET: fine-tuning vs BPA split "
         "at its first convolution (weights from $KERAS_HOME/models)",
     )
+    p.add_argument(
+        "--mobilenet-lr", type=float, default=1e-3, help="SGD rate of the MobileNetV2 transfers"
+    )
     p.add_argument("--mobilenet-size", type=int, default=48, help="MobileNetV2 input side")
     p.add_argument(
         "--gamma-samples",
@@ -190,15 +193,17 @@ def transfer(primary, target, args, method, seed):
     return train_transfer(net, body, target, args, method, seed, args.split_layers.split(","), run)
 
 
-def train_transfer(net, body, target, args, method, seed, split_layers, run):
+def train_transfer(net, body, target, args, method, seed, split_layers, run, lr=None):
     """Warm-up of the new head with `body` frozen, then `method` (standard, fine-tune or
-    bpa-<gamma>) for `args.epochs`; returns (train error, test error, net, seconds, Gamma)."""
+    bpa-<gamma>) for `args.epochs` at rate `lr` (default `args.lr`); returns (train error, test
+    error, net, seconds, Gamma)."""
     loss = "sparse_categorical_crossentropy"
+    lr = lr or args.lr
     start = time.perf_counter()
     # Warm-up: only the new head learns, so the single-filter networks' confusions mean something.
     for layer in body:
         layer.trainable = False
-    net.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
+    net.compile(keras.optimizers.SGD(lr, momentum=0.9), loss, metrics=["accuracy"])
     fit(
         net,
         target,
@@ -225,7 +230,7 @@ def train_transfer(net, body, target, args, method, seed, split_layers, run):
                 seed=seed,
             )
         ]
-    model.compile(keras.optimizers.SGD(args.lr, momentum=0.9), loss, metrics=["accuracy"])
+    model.compile(keras.optimizers.SGD(lr, momentum=0.9), loss, metrics=["accuracy"])
     fit(
         model,
         target,
@@ -309,6 +314,7 @@ def main(argv=None):
             f"MobileNetV2 (ImageNet, {args.mobilenet_size}x"
             f"{args.mobilenet_size}) on {args.mobilenet}",
             paper=False,
+            split=f"mobilenetv2_1.00_{args.mobilenet_size}/Conv1",
         )
         results += mobilenet
     return dict(table1=table1, results=results)
@@ -323,7 +329,15 @@ def mobilenet_transfer(target, args, method, seed):
     backbone = net.layers[2]  # image -> preprocess -> the nested MobileNetV2
     run = f"mobilenet-{tag(args.mobilenet)}-{method}-{seed}"
     train_err, test_err, _, seconds, gamma = train_transfer(
-        net, [backbone], target, args, method, seed, [f"{backbone.name}/Conv1"], run
+        net,
+        [backbone],
+        target,
+        args,
+        method,
+        seed,
+        [f"{backbone.name}/Conv1"],
+        run,
+        lr=args.mobilenet_lr,
     )
     return train_err, test_err, seconds, gamma
 
@@ -394,10 +408,10 @@ def print_table1(rows):
     print("Paper (Table 1): " + ", ".join(f"{k} {a}/{b}" for k, (a, b) in PAPER_TABLE1.items()))
 
 
-def print_tables23(results, args, title="Tables 2-3: transfer errors", paper=True):
+def print_tables23(results, args, title="Tables 2-3: transfer errors", paper=True, split=None):
     print(
         f"\n{title}, mean +- sd over {args.seeds} seeds (Gamma normalisation: "
-        f"{args.normalization}; Gamma set: {args.bpa_set}; split: {args.split_layers})"
+        f"{args.normalization}; Gamma set: {args.bpa_set}; split: {split or args.split_layers})"
     )
     print(
         f"{'Primary':<14} {'Target':<14} {'Method':<15} {'Train (%)':>14} {'Test (%)':>14} "
