@@ -1,0 +1,64 @@
+"""`fine_tune`: from a pretrained network and a dataset to a trained, evaluated model in one call.
+
+The steps every transfer run repeats, in order:
+
+1. **Source and target.** The source is a `keras.applications` name (loaded with ImageNet weights
+   at the target's input size, offline from `$KERAS_HOME/models/`), a `.keras` file or a model.
+   The target is the same architecture at the data's input shape, with the source's matching
+   layers imported (`surgery.import_matching_layers`; a gray target gets the first convolution
+   summed over its RGB input channels), the source's head removed and a new head: optional
+   ReLU layer of `head_width` units, dropout, softmax `classifier_new`.
+2. **Warm-up.** The new head is trained with the body frozen (inference mode) on the body's
+   pooled features, computed once: as a full-model warm-up, but without a forward pass through the
+   body every epoch. Early stopping on validation loss, best weights restored.
+3. **The method**, on the whole model (normalization layers stay in inference mode unless
+   `train_normalization=True`; the bottom `frozen_levels` levels stay frozen):
+
+   - `"neon"`: imported layers at learning rate 0, new layers at `learning_rate` (Intel neon's
+     transfer scheme; with `train_normalization=True` BatchNormalization statistics adapt).
+   - `"discriminative"`: the body's trainable levels in `groups` groups, rates geometric from
+     `learning_rate * imported_rate` (bottom) to `learning_rate` (head) (Howard and Ruder 2018,
+     "Universal Language Model Fine-tuning for Text Classification").
+   - `"layerwise_decay"`: rate x decay**depth from the top, decay chosen so the bottom level gets
+     `learning_rate * imported_rate` (Clark et al. 2020, "ELECTRA"; timm's layer decay).
+   - `"gradual"`: the body starts frozen and `callbacks.GradualUnfreezing` unfreezes one level
+     every `every` epochs, top down; imported layers at `learning_rate * imported_rate`.
+   - `"bpa"`: all layers at `learning_rate * imported_rate` (imported) / `learning_rate` (new),
+     gradients of the first convolution's filters scaled by Gamma (`methods.bpa.BPAModel`,
+     Shahriari 2017), refreshed each epoch by `GammaRefresh`. `bpa=True` adds it to any method.
+
+   Early stopping on validation loss restores the best epoch; `backup_dir` makes the run
+   resumable (`keras.callbacks.BackupAndRestore`), `log_dir` writes TensorBoard logs (with each
+   optimizer group's rate), `export` writes a serving export (`export.export_serving`).
+
+`imported_rate=0` gives the neon scheme whatever the method.
+
+Example (tiny; real runs use an application name such as "MobileNetV2"):
+
+>>> from kerastransfer.models import small_cnn
+>>> result = fine_tune(small_cnn(filters=(4, 6), dense=16), "embedded:usps",
+...                    samples_per_class=5, epochs=1, warmup_epochs=2, verbose=0)
+>>> result.model.output_shape, result.report.method
+((None, 10), 'discriminative')
+"""
+
+from kerastransfer.fine_tune.fine_tune import fine_tune
+from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult
+from kerastransfer.fine_tune.training import DEFAULT_IMPORTED_RATE, METHODS, train_transfer_model
+from kerastransfer.fine_tune.transfer_model import (
+    application_builder,
+    build_transfer_model,
+    load_application_source,
+)
+
+__all__ = [
+    "DEFAULT_IMPORTED_RATE",
+    "METHODS",
+    "FineTuneReport",
+    "FineTuneResult",
+    "application_builder",
+    "build_transfer_model",
+    "fine_tune",
+    "load_application_source",
+    "train_transfer_model",
+]
