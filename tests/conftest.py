@@ -34,8 +34,7 @@ def mirrored():
 def shared_data():
     """`../shared/data` (real MNIST, Fashion-MNIST, USPS); skips where it is absent."""
     path = SHARED / "data"
-    if not (path / "mnist_small.npz").exists():
-        pytest.skip(f"needs ../shared/data beside the checkout (looked in {path})")  # noqa: E701
+    if not (path / "mnist_small.npz").exists(): pytest.skip(f"needs ../shared/data beside the checkout (looked in {path})")  # noqa: E501,E701  # fmt: skip
     return path
 
 
@@ -45,8 +44,7 @@ def imagenet_weights():
     name Keras uses: the convolution weights do not depend on it), so `weights="imagenet"` loads
     offline. Skips where ../shared/weights is absent."""
     src = SHARED / "weights" / MOBILENET_FILE
-    if not src.exists():
-        pytest.skip(f"needs ../shared/weights beside the checkout (looked for {src})")  # noqa: E701
+    if not src.exists(): pytest.skip(f"needs ../shared/weights beside the checkout (looked for {src})")  # noqa: E501,E701  # fmt: skip
     models = pathlib.Path(os.environ["KERAS_HOME"]) / "models"
     models.mkdir(parents=True, exist_ok=True)
     for size in (96, 128, 160, 192, 224):
