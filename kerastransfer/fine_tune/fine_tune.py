@@ -114,35 +114,28 @@ def fine_tune(
         )
     keras.utils.set_random_seed(seed)
     is_app = isinstance(source, str) and application_builder(source) is not None
-    if is_app:
-        data_obj = load_data(
-            data,
-            None,
-            validation_split=validation_split,
-            samples_per_class=samples_per_class,
-            batch_size=batch_size,
-            seed=seed,
+    if not is_app and (image_size or channels):
+        raise ValueError(
+            "`image_size` and `channels` apply to keras.applications sources "
+            "only: a model source keeps its own input shape."
         )
-        size = int(image_size or 96)
-        image_shape = (size, size, int(channels or data_obj.info.image_shape[-1]))
-    else:
-        if image_size or channels:
-            raise ValueError(
-                "`image_size` and `channels` apply to keras.applications sources "
-                "only: a model source keeps its own input shape."
-            )
+    if not is_app:
         from kerastransfer.surgery import load_source
 
         source = load_source(source)
+    data_obj = load_data(
+        data,
+        None,
+        validation_split=validation_split,
+        samples_per_class=samples_per_class,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    if is_app:
+        size = int(image_size or 96)
+        image_shape = (size, size, int(channels or data_obj.info.image_shape[-1]))
+    else:
         image_shape = tuple(source.input_shape[1:])
-        data_obj = load_data(
-            data,
-            None,
-            validation_split=validation_split,
-            samples_per_class=samples_per_class,
-            batch_size=batch_size,
-            seed=seed,
-        )
     data_obj.image_shape = image_shape  # served converted to the model's input
     if data_obj.validation is None:
         raise ValueError(
