@@ -16,7 +16,12 @@ The flat public API; each name lives in the module named after it:
 - `kerastransfer.export`: `export_serving` (SavedModel, ONNX, LiteRT) and `verify_export`.
 """
 
-from kerastransfer import models  # noqa: F401  (registers the LeNet layers for .keras loading)
+from kerastransfer._command_startup import quiet_native_startup
+
+with quiet_native_startup():  # the kerastransfer command only; see _command_startup
+    import tensorflow  # noqa: F401
+
+from kerastransfer import models  # noqa: E402, F401  (registers LeNet layers for .keras loading)
 from kerastransfer.callbacks import GammaRefresh, GradualUnfreezing, LearningRateLogger, LRFinder
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
 from kerastransfer.export import export_serving, verify_export

@@ -319,7 +319,9 @@ def build_parser():
         default="tune_results",
         help="results folder; an interrupted search resumes from it",
     )
-    p.add_argument("--epochs", type=_positive_int, default=3, help="fine-tuning epochs per trial")
+    p.add_argument(
+        "--epochs", type=_positive_int, default=10, help="fine-tuning epochs per trial at most"
+    )
     p.add_argument("--samples-per-class", type=_positive_int, default=50)
     p.add_argument("--image-size", type=_positive_int, default=None)
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -376,7 +378,6 @@ def _one_line(error):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # errors stay one line
     if argv[:1] and argv[0] in DELEGATED:
         import importlib
 

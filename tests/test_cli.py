@@ -143,23 +143,46 @@ def test_existing_commands_still_work(capsys):
     assert parser.parse_args(["inspect", "x.keras"]).command == "inspect"
 
 
-def test_the_installed_command_exits_2(tmp_path):
+_INSTALLED = os.path.join(os.path.dirname(sys.executable), "kerastransfer")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "kerastransfer.cli"],
+        [sys.executable, "-m", "kerastransfer"],
+        pytest.param(
+            [_INSTALLED],
+            marks=pytest.mark.skipif(
+                not os.path.exists(_INSTALLED), reason="no console script next to this Python"
+            ),
+        ),
+    ],
+    ids=["python -m kerastransfer.cli", "python -m kerastransfer", "console script"],
+)
+def test_the_installed_command_exits_2_with_exactly_one_line(command):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kerastransfer.cli",
-            "fit",
-            "MobileNetV2",
-            "embedded:usps",
-            "--method",
-            "bogus",
-        ],
+        [*command, "fit", "MobileNetV2", "embedded:usps", "--method", "bogus"],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    # the last line is ours (TensorFlow's own start-up lines may come before it)
-    assert result.stderr.strip().splitlines()[-1].startswith("kerastransfer fit: error:")
+    # TensorFlow's native start-up lines are kept off the command's stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("kerastransfer fit: error: argument --method")
+
+
+def test_a_library_import_keeps_tensorflows_own_output():
+    script = "import kerastransfer, os; print(os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    import_only = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert import_only.returncode == 0
+    assert import_only.stdout.strip() == "None"  # the library does not change TF's logging

@@ -9,7 +9,7 @@ import pytest
 import kerastransfer
 
 # Command-line entry points and benchmarks have no examples worth running in the suite.
-SKIP = ("kerastransfer.cli", ".bench", ".multiworker")
+SKIP = ("kerastransfer.cli", "kerastransfer.__main__", ".bench", ".multiworker")
 
 MODULES = sorted(
     m.name

@@ -97,18 +97,63 @@ def test_bpa_computes_gamma_during_fit(source):
     assert len(means) == 1 and 0 < report.history[means[0]][0] <= 1
 
 
-def test_resumes_from_backup_dir(source, tmp_path):
-    class Crash(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise RuntimeError("killed")
+class _Crash(keras.callbacks.Callback):
+    """Dies at the end of epoch `at` (0-based), after BackupAndRestore saved it."""
 
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.at:
+            raise RuntimeError("killed")
+
+
+def test_resumes_from_backup_dir(source, tmp_path):
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="killed"):
-        _run(source, "discriminative", epochs=4, backup_dir=backup, callbacks=[Crash()])
+        _run(source, "discriminative", epochs=4, backup_dir=backup, callbacks=[_Crash(1)])
     report = _run(source, "discriminative", epochs=4, backup_dir=backup).report
     assert report.warmup_epochs == 0  # the restored weights hold the warmed-up head
     assert len(report.history["loss"]) == 2  # epochs 3 and 4 only
+
+
+class _Iterations(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.at_epoch_begin = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.at_epoch_begin.append(int(self.model.optimizer.iterations))
+
+
+def test_gradual_resumes_from_backup_dir_with_the_levels_of_its_epoch(source, tmp_path):
+    """Killed after epoch 2 of 4: the resumed run starts at epoch 3 with the levels that epoch 3
+    has in an uninterrupted run, the restored weights and optimizer state, and trains the newly
+    unfrozen level."""
+    steps = _Iterations()
+    whole = _run(source, "gradual", epochs=4, callbacks=[steps]).report
+    assert whole.history["trainable_levels"] == [1.0, 2.0, 3.0, 4.0]
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(source, "gradual", epochs=4, backup_dir=backup, callbacks=[_Crash(1)])
+    from kerastransfer.surgery import get_layer
+
+    saved = keras.saving.load_model(source)  # conv2 is imported and unfreezes at epoch 3
+    watch, resumed_steps = _Kernels(["conv1", "conv2", "fc1"]), _Iterations()
+    resumed = _run(
+        source, "gradual", epochs=4, backup_dir=backup, callbacks=[watch, resumed_steps]
+    ).report
+    assert resumed.warmup_epochs == 0
+    # the optimizer state of the unfrozen levels came back with the weights (Keras skips an
+    # optimizer whose variable count changed: this count would restart at 0)
+    assert resumed_steps.at_epoch_begin[0] == steps.at_epoch_begin[2] > 0
+    assert resumed.history["trainable_levels"] == whole.history["trainable_levels"][2:]
+    # fc1 trained before the kill: the restored weights are not the source's
+    assert not np.array_equal(watch.snaps[0]["fc1"], get_layer(saved, "fc1").get_weights()[0])
+    assert np.array_equal(watch.snaps[0]["conv2"], get_layer(saved, "conv2").get_weights()[0])
+    assert watch.moved("conv2") and watch.moved("fc1")
+    assert not os.path.exists(backup) or not os.listdir(backup)  # a finished run cleans up
 
 
 def test_exports_and_validates_arguments(source, tmp_path):
@@ -121,6 +166,8 @@ def test_exports_and_validates_arguments(source, tmp_path):
         fine_tune(source, DATA, image_size=64)
     with pytest.raises(ValueError, match="frozen_levels"):
         _run(source, "neon", frozen_levels=9)
+    with pytest.raises(ValueError, match="must be 0 for method 'neon'"):
+        _run(source, "neon", imported_rate=0.5)
     assert set(METHODS) == {"neon", "discriminative", "layerwise_decay", "gradual", "bpa"}
 
 

@@ -13,6 +13,10 @@ already training into the new optimizer, so those layers continue as if nothing 
 per-layer maps of `kerastransfer.optimizers` route the newly trainable variables by their
 patterns. Works under `tf.distribute.MirroredStrategy` (the recompile runs in the model's
 strategy scope), and resumed runs (`initial_epoch`) get the schedule's state for their epoch.
+With `keras.callbacks.BackupAndRestore`, pass its folder as `backup_dir` (and put this callback
+first): a resumed run then unfreezes the levels of its last finished epoch before the backup is
+loaded, so the optimizer state saved with them (momenta, iteration count) is restored too;
+without it Keras skips loading an optimizer whose variable count changed.
 
 Normalization layers (BatchNormalization, ...) of an unfrozen level stay frozen by default
 (inference mode with the source statistics, the Keras fine-tuning guide's advice for small
@@ -54,6 +58,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         optimizer_factory: `f(model) -> optimizer` for each recompile. Default: a copy of the
             current optimizer from its config (same class, groups, names and current rates).
         verbose: 1 prints a line whenever a level is unfrozen.
+        backup_dir: the folder of the fit's `BackupAndRestore`, if any (see above).
 
     Each epoch's logs get `trainable_levels` (levels with a trainable weight) and
     `trainable_params`.
@@ -67,6 +72,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         unfreeze_normalization=False,
         optimizer_factory=None,
         verbose=0,
+        backup_dir=None,
     ):
         super().__init__()
         if int(every) < 1:
@@ -76,25 +82,31 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.unfreeze_normalization = unfreeze_normalization
         self.optimizer_factory = optimizer_factory
         self.verbose = verbose
+        self.backup_dir = backup_dir
         self._frozen = None  # frozen levels at the start, top first
         self._done = 0
 
     def on_train_begin(self, logs=None):
-        if self._frozen is not None:
-            return  # a second fit() continues the schedule
-        levels = weighted_levels(self.model)
-        frozen = [lv for lv in levels if not any(layer.trainable for layer in lv)]
-        if not frozen:
-            raise ValueError(
-                "GradualUnfreezing found no frozen level: freeze the body first "
-                "(kerastransfer.surgery.freeze_bottom_levels(model, n)) and compile."
-            )
-        self._frozen = list(reversed(frozen))
-        if self.max_levels is not None:
-            self._frozen = self._frozen[: int(self.max_levels)]
+        if self._frozen is None:  # else a second fit() continues the schedule
+            levels = weighted_levels(self.model)
+            frozen = [lv for lv in levels if not any(layer.trainable for layer in lv)]
+            if not frozen:
+                raise ValueError(
+                    "GradualUnfreezing found no frozen level: freeze the body first "
+                    "(kerastransfer.surgery.freeze_bottom_levels(model, n)) and compile."
+                )
+            self._frozen = list(reversed(frozen))
+            if self.max_levels is not None:
+                self._frozen = self._frozen[: int(self.max_levels)]
+        finished = backed_up_epochs(self.backup_dir) if self.backup_dir else 0
+        if finished:  # the trainable set the backup was saved with
+            self._unfreeze_to((finished - 1) // self.every, finished - 1)
 
     def on_epoch_begin(self, epoch, logs=None):
-        target = min(epoch // self.every, len(self._frozen))
+        self._unfreeze_to(epoch // self.every, epoch)
+
+    def _unfreeze_to(self, target, epoch):
+        target = min(target, len(self._frozen))
         if target <= self._done:
             return
         for level in self._frozen[self._done : target]:
@@ -147,3 +159,16 @@ def carry_optimizer_state(old, new):
             v.assign(src)
             copied += 1
     return copied
+
+
+def backed_up_epochs(backup_dir):
+    """Epochs finished according to the training metadata `keras.callbacks.BackupAndRestore`
+    keeps in `backup_dir` (0 when there is none)."""
+    import json
+    import os
+
+    path = os.path.join(backup_dir, "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f).get("epoch", 0))

@@ -106,6 +106,11 @@ def fine_tune(
     imported_rate = DEFAULT_IMPORTED_RATE[method] if imported_rate is None else imported_rate
     if not 0 <= float(imported_rate) <= 1:
         raise ValueError(f"`imported_rate` must be in [0, 1]. Received: {imported_rate}")
+    if method == "neon" and float(imported_rate) != 0:
+        raise ValueError(
+            "`imported_rate` must be 0 for method 'neon' (imported layers train at rate 0); "
+            f"use method 'discriminative' for a small rate. Received: {imported_rate}"
+        )
     if learning_rate != "find" and not (
         isinstance(learning_rate, (int, float)) and learning_rate > 0
     ):

@@ -212,10 +212,13 @@ def train_transfer_model(
                 f"LR finder: suggested learning rate {found:.3g} "
                 f"(sweep {finder.learning_rates[0]:.1e}..{finder.learning_rates[-1]:.1e})"
             )
-    if method_used == "gradual":
+    if method_used == "gradual":  # before BackupAndRestore: a resume unfreezes, then loads
         callbacks.append(
             GradualUnfreezing(
-                every=every, max_levels=body_levels - frozen_levels, verbose=int(verbose > 0)
+                every=every,
+                max_levels=body_levels - frozen_levels,
+                verbose=int(verbose > 0),
+                backup_dir=backup_dir,
             )
         )
     callbacks.append(LearningRateLogger(log_dir=log_dir))

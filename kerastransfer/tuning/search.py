@@ -16,26 +16,14 @@ import time
 import keras
 import keras_tuner
 
-from kerastransfer.tuning.transfer_hypermodel import TransferHyperModel
+from kerastransfer.tuning.transfer_hypermodel import TransferHyperModel, effective_values
+from kerastransfer.tuning.trial_memory import TrialMemory, live_graphs
 
 
 def _rss_mb():
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
-
-
-def _release_memory():
-    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`), so RSS
-    measures what the process still holds rather than allocator caching."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
@@ -52,37 +40,45 @@ class DefaultsFirstOracle(keras_tuner.oracles.RandomSearchOracle):
 
 class TransferSearch(keras_tuner.Tuner):
     """A random search (defaults first) whose trial is `TransferHyperModel.build` + `.fit`
-    (warm-up and method), saving the trained weights as the trial's checkpoint and recording
-    RSS after each trial."""
+    (warm-up and method) from `seed`, saving the trained weights as the trial's checkpoint and
+    recording RSS and live graphs after each trial (`rss_mb`, `graphs`)."""
 
-    def __init__(self, hypermodel, *, max_trials=10, seed=None, **kwargs):
+    def __init__(self, hypermodel, *, max_trials=10, seed=0, **kwargs):
         oracle = DefaultsFirstOracle(
             objective=keras_tuner.Objective("val_accuracy", "max"),
             max_trials=max_trials,
             seed=seed,
         )
         super().__init__(oracle=oracle, hypermodel=hypermodel, **kwargs)
+        self.seed = seed
         self.rss_mb = []
+        self.graphs = []
         self.trial_seconds = []
+        self._last_test = float("nan")
 
     def run_trial(self, trial, *args, **kwargs):
         start = time.perf_counter()
         hp = trial.hyperparameters
-        model = self._try_build(hp)
-        metrics = self.hypermodel.fit(hp, model)
-        model.save_weights(self._get_checkpoint_fname(trial.trial_id))
+        with TrialMemory():
+            keras.utils.set_random_seed(self.seed)  # as `kerastransfer fit --seed` does
+            model = self._try_build(hp)
+            metrics = self.hypermodel.fit(hp, model)
+            model.save_weights(self._get_checkpoint_fname(trial.trial_id))
+            del model
         self.trial_seconds.append(time.perf_counter() - start)
+        self._last_test = metrics["test_accuracy"]
         return metrics
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
-        keras.backend.clear_session()
-        _release_memory()
         self.rss_mb.append(_rss_mb())
+        self.graphs.append(live_graphs())
         if self.verbose_trials:
             score = trial.score if trial.score is not None else float("nan")
+            test, self._last_test = self._last_test, float("nan")
             print(
                 f"trial {len(self.rss_mb)} ({trial.trial_id}): val_accuracy {score:.4f}  "
+                f"test_accuracy {test:.4f}  {self.trial_seconds[-1]:.0f} s  "
                 f"RSS {self.rss_mb[-1]:.0f} MB",
                 flush=True,
             )
@@ -90,39 +86,41 @@ class TransferSearch(keras_tuner.Tuner):
     verbose_trials = True
 
 
-def fit_command(source, data, values, *, epochs, samples_per_class=None, image_size=None, seed=0):
-    """The `kerastransfer fit` command line that trains `values` (a tuner's best values)."""
-    parts = [
-        "kerastransfer",
-        "fit",
-        str(source),
-        str(data),
-        "--method",
-        values["method"],
-        "--frozen-levels",
-        str(values["frozen_levels"]),
-        "--imported-rate",
-        f"{values['imported_rate']:g}",
-        "--head-width",
-        str(values["head_width"]),
-        "--dropout",
-        f"{values['dropout']:g}",
-        "--learning-rate",
-        f"{values['learning_rate']:.3g}",
-        "--epochs",
-        str(epochs),
-    ]
-    bpa = bool(values.get("bpa")) and values["method"] not in ("bpa", "gradual")
-    if bpa:
+def fit_command(source, data, values, *, epochs, seed=0, **options):
+    """The `kerastransfer fit` command line that trains `values` (a tuner's best values).
+
+    `options` are other `fine_tune` arguments of the search (`warmup_epochs`, `batch_size`,
+    `samples_per_class`, `validation_split`, `image_size`); those left at `fit`'s defaults are
+    not printed."""
+    values = effective_values(values)
+    parts = ["kerastransfer", "fit", str(source), str(data), "--method", values["method"]]
+    parts += ["--frozen-levels", str(values["frozen_levels"])]
+    parts += ["--imported-rate", f"{values['imported_rate']:g}"]
+    parts += ["--head-width", str(values["head_width"]), "--dropout", f"{values['dropout']:g}"]
+    parts += ["--learning-rate", repr(float(values["learning_rate"])), "--epochs", str(epochs)]
+    if values["bpa"]:
         parts.append("--bpa")
-    if bpa or values["method"] == "bpa":
+    if values["bpa"] or values["method"] == "bpa":
         parts += ["--gamma", values["gamma"]]
-    if samples_per_class:
-        parts += ["--samples-per-class", str(samples_per_class)]
-    if image_size:
-        parts += ["--image-size", str(image_size)]
+    for name, value in options.items():
+        if name not in _FIT_DEFAULTS:
+            raise TypeError(f"fit_command() got an unexpected keyword argument '{name}'")
+        if value is not None and value != _FIT_DEFAULTS[name]:
+            parts += [
+                "--" + name.replace("_", "-"),
+                f"{value:g}" if isinstance(value, float) else str(value),
+            ]
     parts += ["--seed", str(seed)]
     return " ".join(parts)
+
+
+_FIT_DEFAULTS = {  # `kerastransfer fit`'s (and `fine_tune`'s)
+    "warmup_epochs": 200,
+    "batch_size": 32,
+    "samples_per_class": None,
+    "validation_split": 0.1,
+    "image_size": None,
+}
 
 
 def search(
@@ -132,8 +130,8 @@ def search(
     trials=10,
     directory="tune_results",
     project_name=None,
-    epochs=3,
-    warmup_epochs=100,
+    epochs=10,
+    warmup_epochs=200,
     samples_per_class=50,
     validation_split=0.1,
     image_size=None,
@@ -192,9 +190,12 @@ def search(
         data,
         best,
         epochs=epochs,
-        samples_per_class=samples_per_class,
-        image_size=image_size,
         seed=seed,
+        warmup_epochs=warmup_epochs,
+        batch_size=batch_size,
+        samples_per_class=samples_per_class,
+        validation_split=validation_split,
+        image_size=image_size,
     )
     if verbose:
         best_trial = tuner.oracle.get_best_trials(1)[0]

@@ -3,8 +3,11 @@
 The search space (`SEARCH_SPACE`), each choice a `fine_tune` argument of the same name:
 
 - `method`: "neon", "discriminative", "layerwise_decay", "gradual", "bpa";
-- `frozen_levels`: bottom levels kept frozen, 0, 4, 8, 16 or 32 (capped at the body's levels);
-- `imported_rate`: imported layers' rate as a multiple of the base rate, 0 (neon), 0.01, 0.1, 1;
+- `frozen_levels`: bottom levels kept frozen, 0, 4, 8, 16 or 32; values a body cannot hold
+  become its largest (all levels but the top one), so every value of the space is a valid
+  `kerastransfer fit --frozen-levels` and no two values train the same network;
+- `imported_rate`: imported layers' rate as a multiple of the base rate, 0 (neon), 0.01, 0.1, 1
+  (always 0 for method "neon");
 - `head_width`: 0 (linear head), 64 or 256 ReLU units;
 - `dropout`: 0, 0.2 or 0.5;
 - `learning_rate`: base (new layers') rate, log-uniform in [1e-5, 1e-3];
@@ -31,6 +34,7 @@ Example:
 import keras_tuner
 
 from kerastransfer.fine_tune import METHODS, build_transfer_model, train_transfer_model
+from kerastransfer.surgery import weighted_levels
 
 SEARCH_SPACE = {
     "method": list(METHODS),
@@ -50,7 +54,8 @@ class TransferHyperModel(keras_tuner.HyperModel):
     Args:
         source: a `keras.applications` name, a `.keras` file or a model (as `fine_tune` takes).
         data: a `kerastransfer.data.TransferData` whose `image_shape` is the model's input.
-        epochs, patience, warmup_epochs, batch_size: per-trial training budget.
+        epochs, patience, warmup_epochs, batch_size: per-trial training budget (default:
+            `fine_tune`'s, so a trial of the default values is `kerastransfer fit`).
     """
 
     def __init__(
@@ -58,38 +63,62 @@ class TransferHyperModel(keras_tuner.HyperModel):
         source,
         data,
         *,
-        epochs=3,
+        epochs=10,
         patience=2,
-        warmup_epochs=100,
+        warmup_epochs=200,
         batch_size=32,
         name="transfer",
     ):
         super().__init__(name=name)
         self.source = source
-        self.data = _Pipelines(data)  # built once: every trial reuses the same tf.data graphs
+        # each trial iterates fresh pipelines, as `fine_tune` does: a shuffled dataset reused
+        # across trials would continue its shuffle order and break `fit`'s reproduction
+        self.data = data
         self.epochs = epochs
         self.patience = patience
         self.warmup_epochs = warmup_epochs
         self.batch_size = batch_size
         self._parts = None
+        self._max_frozen_levels = None
 
     @staticmethod
-    def declare(hp):
-        """Declare every choice of `SEARCH_SPACE` on `hp`; return the dict of values."""
+    def declare(hp, max_frozen_levels=None):
+        """Declare every choice of `SEARCH_SPACE` on `hp`; return the dict of values.
+
+        `max_frozen_levels` caps the `frozen_levels` choices (a body's levels minus one)."""
         low, high = SEARCH_SPACE["learning_rate"]
-        return {
-            "method": hp.Choice("method", SEARCH_SPACE["method"], default="discriminative"),
-            "frozen_levels": hp.Choice("frozen_levels", SEARCH_SPACE["frozen_levels"], default=0),
-            "imported_rate": hp.Choice("imported_rate", SEARCH_SPACE["imported_rate"], default=0.1),
-            "head_width": hp.Choice("head_width", SEARCH_SPACE["head_width"], default=0),
-            "dropout": hp.Choice("dropout", SEARCH_SPACE["dropout"], default=0.2),
-            "learning_rate": hp.Float("learning_rate", low, high, sampling="log", default=1e-4),
-            "bpa": hp.Boolean("bpa", default=False),
-            "gamma": hp.Choice("gamma", SEARCH_SPACE["gamma"], default="agreement"),
-        }
+        frozen = SEARCH_SPACE["frozen_levels"]
+        if max_frozen_levels is not None:
+            frozen = sorted({min(v, max(int(max_frozen_levels), 0)) for v in frozen})
+        return effective_values(
+            {
+                "method": hp.Choice("method", SEARCH_SPACE["method"], default="discriminative"),
+                "frozen_levels": hp.Choice("frozen_levels", frozen, default=0),
+                "imported_rate": hp.Choice(
+                    "imported_rate", SEARCH_SPACE["imported_rate"], default=0.1
+                ),
+                "head_width": hp.Choice("head_width", SEARCH_SPACE["head_width"], default=0),
+                "dropout": hp.Choice("dropout", SEARCH_SPACE["dropout"], default=0.2),
+                "learning_rate": hp.Float("learning_rate", low, high, sampling="log", default=1e-4),
+                "bpa": hp.Boolean("bpa", default=False),
+                "gamma": hp.Choice("gamma", SEARCH_SPACE["gamma"], default="agreement"),
+            }
+        )
+
+    @property
+    def max_frozen_levels(self):
+        """The body's levels minus one (the top level always trains), counted on one build."""
+        if self._max_frozen_levels is None:
+            model, body, head, _ = build_transfer_model(
+                self.source, self.data.image_shape, self.data.info.num_classes
+            )
+            body_levels = len(weighted_levels(model)) - len(weighted_levels(head))
+            self._max_frozen_levels = body_levels - 1
+            del model, body, head
+        return self._max_frozen_levels
 
     def build(self, hp):
-        values = self.declare(hp)
+        values = self.declare(hp, self.max_frozen_levels)
         model, body, head, report = build_transfer_model(
             self.source,
             self.data.image_shape,
@@ -101,14 +130,9 @@ class TransferHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        values = self.declare(hp)
+        values = self.declare(hp, self.max_frozen_levels)
         body, head, report = self._parts
         self._parts = None
-        from kerastransfer.surgery import weighted_levels
-
-        head_levels = sum(1 for lv in weighted_levels(head))
-        body_levels = len(weighted_levels(model)) - head_levels
-        frozen = min(values["frozen_levels"], max(body_levels - 1, 0))
         result = train_transfer_model(
             model,
             body,
@@ -118,8 +142,8 @@ class TransferHyperModel(keras_tuner.HyperModel):
             method=values["method"],
             learning_rate=values["learning_rate"],
             imported_rate=values["imported_rate"],
-            frozen_levels=frozen,
-            bpa=values["bpa"] and values["method"] not in ("bpa", "gradual"),
+            frozen_levels=values["frozen_levels"],
+            bpa=values["bpa"],
             gamma=values["gamma"],
             warmup_epochs=self.warmup_epochs,
             epochs=self.epochs,
@@ -132,37 +156,11 @@ class TransferHyperModel(keras_tuner.HyperModel):
         return {"val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}
 
 
-class _Pipelines:
-    """A `TransferData` whose pipelines are built once and reused by every trial (a new
-    `tf.data` pipeline per trial would register new functions each time)."""
-
-    def __init__(self, data):
-        self._data = data
-        self.info, self.image_shape = data.info, data.image_shape
-        self._cache = {}
-        try:
-            data.arrays("validation")
-            self._has_validation = True
-        except ValueError:
-            self._has_validation = False
-
-    def dataset(self, split, *, shuffle=False, batch_size=None):
-        key = (split, shuffle, batch_size)
-        if key not in self._cache:
-            self._cache[key] = self._data.dataset(split, shuffle=shuffle, batch_size=batch_size)
-        return self._cache[key]
-
-    def arrays(self, split):
-        return self._data.arrays(split)
-
-    @property
-    def train(self):
-        return self.dataset("train", shuffle=True)
-
-    @property
-    def validation(self):
-        return self.dataset("validation") if self._has_validation else None
-
-    @property
-    def test(self):
-        return self.dataset("test")
+def effective_values(values):
+    """The values a trial trains with: method "neon" takes imported rate 0 whatever was sampled,
+    and the `bpa` switch is off for "bpa" (always BPA) and "gradual" (not combined)."""
+    values = dict(values)
+    if values["method"] == "neon":
+        values["imported_rate"] = 0.0
+    values["bpa"] = bool(values.get("bpa")) and values["method"] not in ("bpa", "gradual")
+    return values

@@ -81,3 +81,43 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(source, tmp_p
     argv = command.split()[2:]  # after "COMMAND kerastransfer"
     args = build_parser().parse_args(argv)  # the printed command is a valid `fit` command
     assert args.command == "fit" and args.source == source and args.epochs == 1
+
+
+def test_trials_leave_nothing_behind_the_command_reproduces_and_the_best_is_exported(
+    source, tmp_path, capsys, serve_in_fresh_process
+):
+    import numpy as np
+
+    from kerastransfer.cli import main
+    from kerastransfer.data import load_dataset
+    from kerastransfer.tuning import fit_command, search
+
+    tuner, best, command = search(
+        "embedded:usps",
+        source=source,
+        trials=4,
+        directory=str(tmp_path / "results"),
+        epochs=1,
+        warmup_epochs=2,
+        samples_per_class=3,
+        export=str(tmp_path / "best"),
+        verbose=1,
+    )
+    # every trial's traced graphs are gone once it ends (they grew by 4 a trial before)
+    assert tuner.graphs == [tuner.graphs[0]] * 4
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    # the export serves the best trial's model: its test accuracy, in a fresh process
+    images, labels = load_dataset("embedded:usps", samples_per_class=3, seed=0).arrays("test")
+    served = serve_in_fresh_process(tmp_path / "best", images)
+    test_accuracy = best_trial.metrics.get_last_value("test_accuracy")
+    assert np.mean(served["label"] == labels) == pytest.approx(test_accuracy, abs=1e-6)
+    # `kerastransfer fit ...` as printed, and the command of the last trial (never the first:
+    # a trial must not depend on the trials before it)
+    last = tuner.oracle.trials[max(tuner.oracle.trials)]
+    options = dict(epochs=1, warmup_epochs=2, samples_per_class=3)
+    last_command = fit_command(source, "embedded:usps", last.hyperparameters.values, **options)
+    for trial, line in ((best_trial, command), (last, last_command)):
+        capsys.readouterr()
+        assert main(line.split()[1:]) == 0
+        report = capsys.readouterr().out
+        assert f"validation {100 * trial.score:.2f}%" in report, (line, report, trial.score)

@@ -49,12 +49,34 @@ def test_build_and_fit_one_trial(tmp_path, method, bpa):
     hp = keras_tuner.HyperParameters()
     hp.Fixed("method", method)
     hp.Fixed("bpa", bpa)
-    hp.Fixed("frozen_levels", 32)  # capped at the body's levels
+    hp.Fixed("frozen_levels", 2)
     hp.Fixed("head_width", 64)
     hp.Fixed("imported_rate", 0.1)  # 0 would make any method the neon scheme
     model = hypermodel.build(hp)
+    # conv1, conv2, fc1: 0, 4, 8, 16, 32 become 0 and 2 (the top level always trains)
+    space = keras_tuner.HyperParameters()
+    TransferHyperModel.declare(space, hypermodel.max_frozen_levels)
+    assert list(space.get_config()["space"][1]["config"]["values"]) == [0, 2]
     assert model.get_layer("head").get_layer("fc1_new").units == 64
     metrics = hypermodel.fit(hp, model)
     assert 0 <= metrics["val_accuracy"] <= 1
     report = hypermodel.last_report
     assert report.method == (method + ("+bpa" if bpa else ""))
+
+
+def test_values_a_method_ignores_are_not_trained_or_printed():
+    from kerastransfer.tuning import fit_command
+
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("method", "neon")
+    hp.Fixed("imported_rate", 1.0)
+    hp.Fixed("bpa", True)
+    values = TransferHyperModel.declare(hp)
+    assert values["imported_rate"] == 0.0 and values["bpa"] is True  # neon: rate 0 always
+    command = fit_command("MobileNetV2", "embedded:usps", hp.values, epochs=3)
+    assert "--imported-rate 0 " in command and "--bpa --gamma agreement" in command
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("method", "gradual")
+    hp.Fixed("bpa", True)
+    assert TransferHyperModel.declare(hp)["bpa"] is False
+    assert "--bpa" not in fit_command("MobileNetV2", "embedded:usps", hp.values, epochs=3)

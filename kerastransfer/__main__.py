@@ -1,0 +1,7 @@
+"""`python -m kerastransfer` runs the `kerastransfer` command."""
+
+import sys
+
+from kerastransfer.cli import main
+
+sys.exit(main())
