@@ -54,7 +54,6 @@ class TransferSearch(keras_tuner.Tuner):
         self.rss_mb = []
         self.graphs = []
         self.trial_seconds = []
-        self._last_test = float("nan")
 
     def run_trial(self, trial, *args, **kwargs):
         start = time.perf_counter()
@@ -66,7 +65,6 @@ class TransferSearch(keras_tuner.Tuner):
             model.save_weights(self._get_checkpoint_fname(trial.trial_id))
             del model
         self.trial_seconds.append(time.perf_counter() - start)
-        self._last_test = metrics["test_accuracy"]
         return metrics
 
     def on_trial_end(self, trial):
@@ -75,7 +73,8 @@ class TransferSearch(keras_tuner.Tuner):
         self.graphs.append(live_graphs())
         if self.verbose_trials:
             score = trial.score if trial.score is not None else float("nan")
-            test, self._last_test = self._last_test, float("nan")
+            has_test = trial.metrics.exists("test_accuracy")
+            test = trial.metrics.get_last_value("test_accuracy") if has_test else float("nan")
             print(
                 f"trial {len(self.rss_mb)} ({trial.trial_id}): val_accuracy {score:.4f}  "
                 f"test_accuracy {test:.4f}  {self.trial_seconds[-1]:.0f} s  "
