@@ -58,13 +58,15 @@ class TransferSearch(keras_tuner.Tuner):
     def run_trial(self, trial, *args, **kwargs):
         start = time.perf_counter()
         hp = trial.hyperparameters
-        with TrialMemory():
-            keras.utils.set_random_seed(self.seed)  # as `kerastransfer fit --seed` does
-            model = self._try_build(hp)
-            metrics = self.hypermodel.fit(hp, model)
-            model.save_weights(self._get_checkpoint_fname(trial.trial_id))
-            del model
-        self.trial_seconds.append(time.perf_counter() - start)
+        try:
+            with TrialMemory():
+                keras.utils.set_random_seed(self.seed)  # as `kerastransfer fit --seed` does
+                model = self._try_build(hp)
+                metrics = self.hypermodel.fit(hp, model)
+                model.save_weights(self._get_checkpoint_fname(trial.trial_id))
+                del model
+        finally:  # a failed trial is timed too (keras-tuner records it as failed)
+            self.trial_seconds.append(time.perf_counter() - start)
         return metrics
 
     def on_trial_end(self, trial):
