@@ -22,7 +22,7 @@ import zipfile
 import keras
 import numpy as np
 
-_NORMALIZATION = (
+NORMALIZATION_LAYERS = (  # kept in inference mode by default when fine-tuning
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,
@@ -93,7 +93,7 @@ def weighted_levels(model):
     """
     levels = []
     for layer in weighted_layers(model).values():
-        if isinstance(layer, _NORMALIZATION) and levels:
+        if isinstance(layer, NORMALIZATION_LAYERS) and levels:
             levels[-1].append(layer)
         else:
             levels.append([layer])

@@ -64,32 +64,37 @@ np.savez(sys.argv[3], probabilities=out["probabilities"].numpy(), label=out["lab
 """
 
 
+def _run_python(script, *args):
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """`run(script, *args) -> CompletedProcess`: runs `python -c script args...` in a fresh
+    process (nothing of this one imported or registered) and fails the test if it fails."""
+    return _run_python
+
+
 @pytest.fixture
 def serve_in_fresh_process(tmp_path):
     """`serve(path, images) -> {"probabilities", "label"}`: loads a SavedModel export with
     `tf.saved_model.load` in a new Python process and runs its `serve` signature (uint8 images) or
     `serve_float` (float images), as a serving system would."""
-    import subprocess
-    import sys
-
     import numpy as np
 
     def serve(path, images):
         np.save(tmp_path / "serve_images.npy", images)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                _SERVE_SCRIPT,
-                str(path),
-                str(tmp_path / "serve_images.npy"),
-                str(tmp_path / "served.npz"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        _run_python(_SERVE_SCRIPT, path, tmp_path / "serve_images.npy", tmp_path / "served.npz")
         return dict(np.load(tmp_path / "served.npz"))
 
     return serve

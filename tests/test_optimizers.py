@@ -1,5 +1,3 @@
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -77,7 +75,7 @@ def test_trainable_false_keeps_batch_norm_statistics():
             np.testing.assert_array_equal(a, b)
 
 
-def test_saved_model_reloads_in_fresh_process_and_keeps_its_mapping(tmp_path):
+def test_saved_model_reloads_in_fresh_process_and_keeps_its_mapping(tmp_path, run_python):
     model, report = transfer_pair()
     model.compile(neon(report), "sparse_categorical_crossentropy")
     x, y = data()
@@ -108,11 +106,7 @@ def test_saved_model_reloads_in_fresh_process_and_keeps_its_mapping(tmp_path):
         print("OK", int(opt.iterations))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "OK 12" in result.stdout
+    assert "OK 12" in run_python(script).stdout
 
 
 def test_reduce_lr_on_plateau_scales_every_group_and_keeps_zero():

@@ -39,13 +39,7 @@ Example:
 
 import keras
 
-from kerastransfer.surgery import weighted_levels
-
-_NORMALIZATION = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-)
+from kerastransfer.surgery import NORMALIZATION_LAYERS, weighted_levels
 
 
 class GradualUnfreezing(keras.callbacks.Callback):
@@ -111,7 +105,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
             return
         for level in self._frozen[self._done : target]:
             for layer in level:
-                if isinstance(layer, _NORMALIZATION) and not self.unfreeze_normalization:
+                if isinstance(layer, NORMALIZATION_LAYERS) and not self.unfreeze_normalization:
                     continue
                 layer.trainable = True
             if self.verbose:

@@ -14,6 +14,7 @@ from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, gro
 from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult  # noqa: F401
 from kerastransfer.fine_tune.transfer_model import build_transfer_model  # noqa: F401
 from kerastransfer.surgery import (
+    NORMALIZATION_LAYERS,
     freeze_bottom_levels,
     iter_layers,
     weighted_levels,
@@ -27,13 +28,6 @@ DEFAULT_IMPORTED_RATE = {
     "gradual": 1.0,
     "bpa": 1.0,
 }
-
-NORMALIZATION_LAYERS = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.GroupNormalization,
-)
-# How each keras.applications family expects its pixels (raw [0, 255] in, as every model here).
 
 
 def load_data(data, image_shape, *, validation_split, samples_per_class, batch_size, seed):

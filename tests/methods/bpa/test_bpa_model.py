@@ -1,8 +1,5 @@
 """BPAModel: Gamma-scaled gradients in `fit`, Gamma as saved state, refresh callback, strategies."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -145,7 +142,7 @@ def test_refresh_callback_logs_history_and_tensorboard(tmp_path, capsys):
         plain.fit(x, y, epochs=1, verbose=0, callbacks=[GammaRefresh((x, y))])
 
 
-def test_saved_gamma_reloads_in_a_fresh_process(tmp_path):
+def test_saved_gamma_reloads_in_a_fresh_process(tmp_path, run_python):
     x, y = labelled()
     bpa = BPAModel(
         tiny_cnn(), split_layers=["conv1", "conv2"], gamma="agreement", normalization="mean"
@@ -169,11 +166,7 @@ def test_saved_gamma_reloads_in_a_fresh_process(tmp_path):
                           "optimizer": type(model.optimizer).__name__}}))
         """
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    out = run_python(script)
     import json
 
     loaded = json.loads(out.stdout.strip().splitlines()[-1])

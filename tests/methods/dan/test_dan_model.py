@@ -1,8 +1,5 @@
 """DANModel: training, target labels never read, optimizer maps, callbacks, strategy, saving."""
 
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -164,7 +161,7 @@ print(type(model).__name__, model.mmd.estimate, model.domain_loss_weight.total_s
 """
 
 
-def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path):
+def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path, run_python):
     source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
     model = compiled(
         DANModel(
@@ -179,20 +176,7 @@ def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path):
     model.save(path)
     x = target[:5].astype("float32")
     np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _RELOAD,
-            str(path),
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "p.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_python(_RELOAD, path, tmp_path / "x.npy", tmp_path / "p.npy")
     assert "DANModel linear 8 ['conv', 'hidden']" in result.stdout
     np.testing.assert_allclose(
         np.load(tmp_path / "p.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6

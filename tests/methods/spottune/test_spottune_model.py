@@ -1,9 +1,6 @@
 """SpotTuneModel: per-input selection, frozen copies, straight-through gradients, routing,
 determinism, save/reload and export in a fresh process, recurrent masking."""
 
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
@@ -200,7 +197,9 @@ assert type(model).__name__ == "SpotTuneModel" and model.optimizer is not None
 """
 
 
-def test_save_reload_and_export_in_a_fresh_process(source, tmp_path, serve_in_fresh_process):
+def test_save_reload_and_export_in_a_fresh_process(
+    source, tmp_path, serve_in_fresh_process, run_python
+):
     model = SpotTuneModel.from_model(source, BLOCKS, policy=brightness_policy(2))
     perturb_tuned(model)
     model.compile(spottune_optimizer(model), "sparse_categorical_crossentropy")
@@ -210,20 +209,7 @@ def test_save_reload_and_export_in_a_fresh_process(source, tmp_path, serve_in_fr
     path = tmp_path / "spottune.keras"
     model.save(path)
     np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _RELOAD,
-            str(path),
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "out.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_python(_RELOAD, path, tmp_path / "x.npy", tmp_path / "out.npy")
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
 
     export = export_serving(model, tmp_path / "served")
