@@ -28,11 +28,17 @@ def running_as_command():
 @contextlib.contextmanager
 def quiet_native_startup():
     """Send file descriptor 2 to a temporary file while the block runs (see the module)."""
-    if (
-        "tensorflow" in sys.modules
-        or not running_as_command()
-        or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
-    ):
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    with quiet_native_output():
+        yield
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """As `quiet_native_startup`, for a later block: the first device listing (the CUDA probe)."""
+    if not running_as_command() or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
         yield
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

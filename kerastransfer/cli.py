@@ -23,6 +23,8 @@ import sys
 # Same as `kerastransfer.fine_tune.METHODS` (kept here so parsing never imports TensorFlow).
 METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
 FORMATS = ("saved_model", "onnx", "litert")
+# Same as `kerastransfer.fine_tune.devices.PRECISIONS`.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 class UsageError(Exception):
@@ -175,6 +177,19 @@ def _fit(args):
     from kerastransfer.fine_tune import fine_tune
 
     _check_data(args.data)
+    if args.devices is not None:  # before any data is loaded
+        from kerastransfer._command_startup import quiet_native_output
+        from kerastransfer.fine_tune.devices import check_device_count, visible_gpus
+
+        with quiet_native_output():  # TensorFlow's device start-up lines (the CUDA probe)
+            visible_gpus()
+        try:
+            check_device_count(args.devices)
+        except ValueError as e:
+            raise UsageError(
+                f"kerastransfer fit: error: argument --devices: {e} "
+                "(see `kerastransfer fit --help`)"
+            ) from None
     fine_tune(
         args.source,
         args.data,
@@ -200,6 +215,11 @@ def _fit(args):
         export=args.export,
         export_formats=args.formats,
         verbose=args.verbose,
+        distribution=args.devices,
+        precision=args.precision,
+        augment=args.augment,
+        cache=args.cache,
+        skip_unreadable=args.skip_unreadable,
     )
 
 
@@ -307,6 +327,30 @@ def build_parser():
     add_fit_flags(p)
     p.add_argument("--backup-dir", default=None, help="resume an interrupted run from here")
     p.add_argument("--log-dir", default=None, help="TensorBoard logs")
+    p.add_argument(
+        "--devices",
+        type=_positive_int,
+        default=None,
+        help="GPUs to train on (MirroredStrategy; default: all visible, or the CPU)",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="Keras dtype policy (mixed_float16 adds loss scaling; default float32)",
+    )
+    p.add_argument(
+        "--augment",
+        default=None,
+        help="training augmentation: auto (by kind of data: no flips for digits), digits, "
+        "photos, or names such as flip,rotation",
+    )
+    p.add_argument("--cache", default=None, help="keep decoded images: memory, or a folder")
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave unreadable image files out (counted in the report) instead of stopping",
+    )
     _add_output_flags(p)
     p.set_defaults(run=_fit)
 

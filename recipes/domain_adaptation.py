@@ -166,12 +166,12 @@ def run(task, method, seed, source, target, args):
     set_seeds(seed, deterministic=not args.nondeterministic)
     if method == "source_only":
         train = source.dataset("train", shuffle=True)
-        steps = len(source.arrays("train")[1]) // args.batch_size + 1
+        steps = source.size("train") // args.batch_size + 1
     else:
         train = paired_dataset(
             source, target, batch_size=args.batch_size, seed=seed, drop_target_labels=True
         )
-        steps = len(source.arrays("train")[1]) // args.batch_size
+        steps = source.size("train") // args.batch_size
     model, classifier = build(method, source, steps * args.epochs, args)
     callbacks = []
     if args.backup_dir:

@@ -412,7 +412,7 @@ def print_table(rows, args, data):
     print()
     print(
         f"Off-the-shelf features vs fine-tuning: {args.backbone} on {args.dataset} "
-        f"({len(data.arrays('train')[1])} training images, {data.image_shape}), "
+        f"({data.size('train')} training images, {data.image_shape}), "
         f"mean +- sd over {args.seeds} seed(s){more}"
     )
     header = (

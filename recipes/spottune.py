@@ -61,7 +61,6 @@ from _common import (  # noqa: E402
     set_seeds,
 )
 
-from kerastransfer.data import to_image_shape  # noqa: E402
 from kerastransfer.export import export_serving  # noqa: E402
 from kerastransfer.methods.spottune import (  # noqa: E402
     SpotTuneModel,
@@ -142,18 +141,60 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- data
-def _rows(images):
-    """(N, 28, 28, 1) images in [0, 255] -> (N, 28, 28) sequences in [0, 1]."""
-    return np.asarray(images, "float32")[..., 0] / 255.0
+# A split is `(x, y)` arrays (`.npz` sequences) or a `Stream` (a `TransferData` split, read batch
+# by batch: no split is held whole); `_size`, `_shape`, `_labels` and `_batches` take either.
+class Stream:
+    """One split of a `TransferData`, read batch by batch at `image_shape` (its first `limit`
+    examples): images, or with `rows` (N, 28, 28) row sequences in [0, 1] of 28x28x1 images."""
+
+    def __init__(self, data, split, image_shape, *, rows=False, limit=None):
+        self.data, self.split, self.image_shape, self.rows = data, split, image_shape, rows
+        size = data.size(split)
+        self.size = min(limit, size) if limit else size
+
+    def labels(self):
+        return self.data.labels(self.split)[: self.size]
+
+    def batches(self, batch_size, shuffle_seed=None):
+        shuffle = shuffle_seed is not None
+        if shuffle and self.size < self.data.size(self.split):
+            raise ValueError("A capped split is read in order: it cannot be shuffled.")
+        ds = self.data.dataset(
+            self.split,
+            shuffle=shuffle,
+            seed=shuffle_seed,
+            batch_size=batch_size,
+            image_shape=self.image_shape,
+            resize="resize",
+        )
+        if self.size < self.data.size(self.split):  # the first `size` examples, as batched
+            ds = ds.unbatch().take(self.size).batch(batch_size)
+            batches = -(-self.size // batch_size)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        if self.rows:
+            ds = ds.map(lambda x, y: (x[..., 0] / 255.0, y))
+        return ds
+
+
+def _size(split):
+    return split.size if isinstance(split, Stream) else len(split[1])
+
+
+def _shape(split):
+    """The shape of one input: (timesteps, features) or (height, width, channels)."""
+    if isinstance(split, Stream):
+        return split.image_shape[:2] if split.rows else split.image_shape
+    return split[0].shape[1:]
+
+
+def _labels(split):
+    return split.labels() if isinstance(split, Stream) else split[1]
 
 
 def _image_rows(name, args, per_class, seed):
+    """Splits of 28x28 images (USPS 16x16 resized) read as (28, 28) row sequences in [0, 1]."""
     data = load(name, args, validation_split=0.1, samples_per_class=per_class or None, seed=seed)
-    splits = {}
-    for split in ("train", "validation", "test"):
-        x, y = data.arrays(split)
-        x = to_image_shape(tf.constant(x), (28, 28, 1)).numpy()  # USPS 16x16 -> 28x28
-        splits[split] = (_rows(x), np.asarray(y, "int64"))
+    splits = {s: Stream(data, s, (28, 28, 1), rows=True) for s in ("train", "validation", "test")}
     return splits, data.info.num_classes
 
 
@@ -200,8 +241,14 @@ def _per_class(splits, per_class, seed):
 
 
 def _cap_test(splits, n):
-    x, y = splits["test"]
-    return {**splits, "test": (x[:n], y[:n])} if n else splits
+    if not n:
+        return splits
+    test = splits["test"]
+    if isinstance(test, Stream):
+        test = Stream(test.data, "test", test.image_shape, rows=test.rows, limit=n)
+    else:
+        test = (test[0][:n], test[1][:n])
+    return {**splits, "test": test}
 
 
 def sequence_data(args):
@@ -216,10 +263,10 @@ def sequence_data(args):
         source = _per_class(source, args.source_samples, 0)
     else:
         source, n_source = _image_rows("mnist", args, args.source_samples, 0)
-    if source["train"][0].shape[1:] != target["train"][0].shape[1:] or n_source != n_target:
+    if _shape(source["train"]) != _shape(target["train"]) or n_source != n_target:
         raise ValueError(
-            f"Source sequences {source['train'][0].shape[1:]} with {n_source} classes do not "
-            f"match target sequences {target['train'][0].shape[1:]} with {n_target} classes: "
+            f"Source sequences {_shape(source['train'])} with {n_source} classes do not "
+            f"match target sequences {_shape(target['train'])} with {n_target} classes: "
             f"pass --source-sequences with the target's (timesteps, features) and classes."
         )
     return source, _cap_test(target, args.test_samples), n_target
@@ -297,20 +344,21 @@ def _spottune(source, train, validation, test, args, name, policy=None):
     return row, model
 
 
-def _batches(split, batch_size, shuffle_seed=None, convert=None):
+def _batches(split, batch_size, shuffle_seed=None):
+    """Batches of a split, reshuffled every epoch with a `shuffle_seed` (a `Stream`'s pipeline
+    gives the batches these arrays gave)."""
+    if isinstance(split, Stream):
+        return split.batches(batch_size, shuffle_seed).prefetch(tf.data.AUTOTUNE)
     ds = tf.data.Dataset.from_tensor_slices(split)
     if shuffle_seed is not None:
         ds = ds.shuffle(len(split[1]), seed=shuffle_seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if convert:
-        ds = ds.map(convert)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- scenarios
 def _recurrent_seed(seed, args, cache, pretrained, target, num_classes, runs, models):
     """One seed's rows, appended to `runs`."""
-    shape = target["train"][0].shape[1:]
+    shape = _shape(target["train"])
     set_seeds(seed, deterministic=not args.nondeterministic)
     train = _batches(target["train"], args.batch_size, seed)
     val, test = _batches(target["validation"], 256), _batches(target["test"], 256)
@@ -336,21 +384,21 @@ def _recurrent_seed(seed, args, cache, pretrained, target, num_classes, runs, mo
         runs.setdefault(key, []).append(cache.get(f"recurrent/{key}/{seed}", fn))
 
 
-def _conv_seed(seed, args, cache, split, convert, weights, num_classes, runs, models):
+def _conv_seed(seed, args, cache, split, weights, num_classes, runs, models):
     """One seed's rows, appended to `runs`: the linear head first, then SpotTune and
     fine-tuning starting from it."""
     set_seeds(seed, deterministic=not args.nondeterministic)
-    train = _batches(split["train"], args.batch_size, seed, convert)
-    val = _batches(split["validation"], 64, None, convert)
-    test = _batches(split["test"], 64, None, convert)
+    train = _batches(split["train"], args.batch_size, seed)
+    val = _batches(split["validation"], 64)
+    test = _batches(split["test"], 64)
     source = mobilenet_flat(args.image_size, num_classes, weights)
     features = keras.Model(source.inputs, source.get_layer("classifier").input)
 
     def head():
         start = time.perf_counter()
-        ordered = _batches(split["train"], 64, None, convert)
+        ordered = _batches(split["train"], 64)
         feats = {
-            k: (features.predict(d, verbose=0), split[k][1])
+            k: (features.predict(d, verbose=0), _labels(split[k]))
             for k, d in (("train", ordered), ("validation", val), ("test", test))
         }
         linear = keras.Sequential(
@@ -395,7 +443,7 @@ def _conv_seed(seed, args, cache, split, convert, weights, num_classes, runs, mo
 
 def run_recurrent(args, cache):
     source_data, target, num_classes = sequence_data(args)
-    shape = target["train"][0].shape[1:]
+    shape = _shape(target["train"])
     set_seeds(0, deterministic=not args.nondeterministic)
     pretrained = _compile(lstm_stack(shape, num_classes, args.units), keras.optimizers.Adam(1e-3))
     pretrained.fit(
@@ -406,9 +454,9 @@ def run_recurrent(args, cache):
     )
     source_acc = pretrained.evaluate(_batches(source_data["test"], 256), verbose=0)[1]
     print(
-        f"source: {len(source_data['train'][1])} sequences {shape}, test accuracy "
-        f"{source_acc:.3f}; target: {len(target['train'][1])} train, "
-        f"{len(target['validation'][1])} validation, {len(target['test'][1])} test"
+        f"source: {_size(source_data['train'])} sequences {shape}, test accuracy "
+        f"{source_acc:.3f}; target: {_size(target['train'])} train, "
+        f"{_size(target['validation'])} validation, {_size(target['test'])} test"
     )
     runs, models = {}, {}
     for seed in range(args.seeds):
@@ -427,16 +475,15 @@ def run_conv(args, cache):
         seed=0,
     )
     num_classes = data.info.num_classes
-    split = {s: data.arrays(s) for s in ("train", "validation", "test")}
+    split = {s: Stream(data, s, (size, size, 3)) for s in ("train", "validation", "test")}
     split = _cap_test(split, args.test_samples)
-    convert = lambda x, y: (to_image_shape(x, (size, size, 3)), y)  # noqa: E731
     print(
-        f"target: Fashion-MNIST {len(split['train'][1])} train, {len(split['validation'][1])} "
-        f"validation, {len(split['test'][1])} test, at {size}x{size}x3"
+        f"target: Fashion-MNIST {_size(split['train'])} train, {_size(split['validation'])} "
+        f"validation, {_size(split['test'])} test, at {size}x{size}x3"
     )
     runs, models = {}, {}
     for seed in range(args.seeds):
-        _conv_seed(seed, args, cache, split, convert, weights, num_classes, runs, models)
+        _conv_seed(seed, args, cache, split, weights, num_classes, runs, models)
     return runs, models, split
 
 
@@ -497,10 +544,8 @@ def export(models, split, args):
     if model is None:
         print("--export: the SpotTune run came from the cache (--backup-dir); nothing to export.")
         return None
-    x_val = split["validation"][0]
-    if args.scenario == "conv":
-        x_val = to_image_shape(tf.constant(x_val), (args.image_size,) * 2 + (3,)).numpy()
-    folded, report = fold_blocks(model, x_val)
+    validation = split["validation"]
+    folded, report = fold_blocks(model, _batches(validation, 64))
     print(
         f"folded {len(report['folded'])} of {model.num_blocks} blocks "
         f"({report['folded'] or 'none'}): {report['bytes_saved'] / 2**20:.2f} MiB saved "
@@ -510,7 +555,7 @@ def export(models, split, args):
     if args.scenario == "conv":
         export_serving(folded, path, raw_shape=(28, 28, 1))
     else:
-        spec = tf.TensorSpec((None, *x_val.shape[1:]), tf.float32, name="sequences")
+        spec = tf.TensorSpec((None, *_shape(validation)), tf.float32, name="sequences")
         folded.export(path, format="tf_saved_model", verbose=False, input_signature=[spec])
     print(f"exported to {path}")
     return path

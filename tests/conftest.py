@@ -117,6 +117,25 @@ def _load_module(path, name=None):
 
 
 @pytest.fixture(scope="session")
+def copy_embedded():
+    """`copy(name, path) -> path`: writes the embedded sample `name` ("usps", "mnist",
+    "fashion_mnist") to the `.npz` file `path` as shipped (`x_train, y_train, x_test, y_test`,
+    native uint8 images), as a user's own file; its folders are made."""
+    import importlib.resources
+    import shutil
+
+    def copy(name, path):
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        embedded = importlib.resources.files("kerastransfer.data") / "embedded" / f"{name}.npz"
+        with importlib.resources.as_file(embedded) as source:
+            shutil.copyfile(source, path)
+        return path
+
+    return copy
+
+
+@pytest.fixture(scope="session")
 def load_module():
     """`load(path)`: imports a Python file that is not in a package (a test helper script)."""
     return _load_module

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kerastransfer.cli import METHODS as CLI_METHODS
+from kerastransfer.cli import PRECISIONS as CLI_PRECISIONS
 from kerastransfer.cli import build_parser, main
 from kerastransfer.fine_tune import METHODS
 from kerastransfer.models import small_cnn
@@ -35,6 +36,14 @@ def _error_line(capsys, argv):
         ),
         (["fit", "MobileNetV2", "embedded:usps", "--formats", "saved_model,pdf"], "--formats"),
         (["fit", "MobileNetV2"], "required: data"),
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--devices", "0"],
+            "--devices: expected a positive",
+        ),
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--precision", "float16"],
+            "--precision: invalid choice: 'float16' (choose from 'float32', 'mixed_float16'",
+        ),
         (["fit", "MobileNetV2", "embedded:usps", "--bogus-flag"], "unrecognized arguments"),
         (["tune", "--trials", "-3"], "--trials: expected a positive integer"),
         (["bogus"], "invalid choice: 'bogus'"),
@@ -49,6 +58,8 @@ def test_wrong_forms_exit_2_with_one_line_naming_the_fix(capsys, argv, expected)
 def test_missing_data_and_unloadable_sources_exit_2_with_one_line(capsys, tmp_path):
     line = _error_line(capsys, ["fit", "MobileNetV2", str(tmp_path / "no_such_folder")])
     assert "No dataset at" in line and "embedded:" in line
+    line = _error_line(capsys, ["fit", "MobileNetV2", "embedded:usps", "--augment", "flipp"])
+    assert "`augment` must name" in line and "did you mean 'flip'" in line
     line = _error_line(capsys, ["fit", str(tmp_path / "missing.keras"), "embedded:usps"])
     assert "missing.keras" in line
     line = _error_line(capsys, ["fit", "MobileNetV9", "embedded:usps"])
@@ -59,6 +70,41 @@ def test_missing_data_and_unloadable_sources_exit_2_with_one_line(capsys, tmp_pa
 
 def test_the_methods_agree_with_fine_tune():
     assert CLI_METHODS == METHODS
+
+
+def test_more_devices_than_there_are_exit_2_with_one_line(capsys):
+    from kerastransfer.fine_tune.devices import PRECISIONS, visible_gpus
+
+    assert CLI_PRECISIONS == PRECISIONS
+    if len(visible_gpus()) >= 4:
+        pytest.skip("this machine has 4 GPUs")
+    line = _error_line(capsys, ["fit", "MobileNetV2", "embedded:usps", "--devices", "4"])
+    assert line.startswith("kerastransfer fit: error: argument --devices: 4 devices asked for")
+    assert "--help" in line
+    # the command's terminal: TensorFlow's device start-up lines (a CUDA probe) stay off it
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kerastransfer", "fit", "MobileNetV2", "embedded:usps"]
+        + ["--devices", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 2 and result.stderr == line + "\n", result.stderr
+
+
+def test_devices_and_precision_reach_fine_tune(monkeypatch):
+    import importlib
+
+    package = importlib.import_module("kerastransfer.fine_tune")  # the package, not the function
+    calls = []
+    monkeypatch.setattr(package, "fine_tune", lambda *a, **k: calls.append(k))
+    argv = ["fit", "x.keras", "embedded:usps", "--devices", "1", "--precision", "mixed_bfloat16"]
+    assert main(argv) == 0
+    assert calls[0]["distribution"] == 1 and calls[0]["precision"] == "mixed_bfloat16"
+    assert main(argv[:3]) == 0
+    assert calls[1]["distribution"] is None and calls[1]["precision"] is None
 
 
 def _png_folder(root, per_class=8):

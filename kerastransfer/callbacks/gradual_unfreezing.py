@@ -6,13 +6,16 @@ general features near the input change last and least.
 
 Freeze the body first (`surgery.freeze_bottom_levels(model, n)`) and compile. At the start of
 epoch `e` the callback makes sure that `e // every` of those frozen levels (counted from the top)
-are trainable; when that changes it recompiles the model with the same loss and metrics and a
-fresh copy of the optimizer (a built `keras.optimizers.MultiOptimizer` refuses a new set of
-variables), and copies the optimizer state (iteration counts, momenta) of every variable that was
-already training into the new optimizer, so those layers continue as if nothing happened. The
-per-layer maps of `kerastransfer.optimizers` route the newly trainable variables by their
-patterns. Works under `tf.distribute.MirroredStrategy` (the recompile runs in the model's
-strategy scope), and resumed runs (`initial_epoch`) get the schedule's state for their epoch.
+are trainable; when that changes it gives the model a fresh copy of the optimizer (a built
+`keras.optimizers.MultiOptimizer` refuses a new set of variables; the compiled loss and metrics
+are kept) and a new train function, and copies the optimizer state (iteration counts, momenta)
+of every variable that was already training into the new optimizer, so those layers continue as
+if nothing happened. The per-layer maps of `kerastransfer.optimizers` route the newly trainable
+variables by their patterns. Works under `tf.distribute.MirroredStrategy` (the new optimizer is
+built in the model's strategy scope; a full recompile would create the metrics' variables inside
+the distributed train function, which the strategy refuses), with mixed precision (a
+`mixed_float16` model gets a `keras.optimizers.LossScaleOptimizer`, as `compile` gives it), and
+resumed runs (`initial_epoch`) get the schedule's state for their epoch.
 With `keras.callbacks.BackupAndRestore`, pass its folder as `backup_dir` (and put this callback
 first): a resumed run then unfreezes the levels of its last finished epoch before the backup is
 loaded, so the optimizer state saved with them (momenta, iteration count) is restored too;
@@ -49,7 +52,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         every: epochs between two unfreezings (the first comes at epoch `every`).
         max_levels: unfreeze at most this many levels (default: all that were frozen).
         unfreeze_normalization: also make normalization layers trainable.
-        optimizer_factory: `f(model) -> optimizer` for each recompile. Default: a copy of the
+        optimizer_factory: `f(model) -> optimizer` for each unfreezing. Default: a copy of the
             current optimizer from its config (same class, groups, names and current rates).
         verbose: 1 prints a line whenever a level is unfrozen.
         backup_dir: the folder of the fit's `BackupAndRestore`, if any (see above).
@@ -129,16 +132,18 @@ class GradualUnfreezing(keras.callbacks.Callback):
     def _recompile(self):
         model = self.model
         old = model.optimizer
-        if self.optimizer_factory is not None:
-            new = self.optimizer_factory(model)
-        else:
-            new = old.__class__.from_config(old.get_config())
-        config = model.get_compile_config()
-        config["optimizer"] = keras.optimizers.serialize(new)
         with model.distribute_strategy.scope():
-            model.compile(**keras.saving.deserialize_keras_object(config))
-            model.optimizer.build(model.trainable_variables)
-            carry_optimizer_state(old, model.optimizer)
+            if self.optimizer_factory is not None:
+                new = keras.optimizers.get(self.optimizer_factory(model))
+            else:
+                new = old.__class__.from_config(old.get_config())
+            loss_scale = keras.optimizers.LossScaleOptimizer
+            if model.dtype_policy.name == "mixed_float16" and not isinstance(new, loss_scale):
+                new = loss_scale(new, name="loss_scale_optimizer")  # as `compile` would
+            new.build(model.trainable_variables)
+            carry_optimizer_state(old, new)
+        # Only the optimizer changes: the loss and metrics compiled (and built) before stay.
+        model.optimizer = new
         model.make_train_function(force=True)
 
 

@@ -31,6 +31,7 @@ def group_learning_rates(optimizer, iterations=None):
     Schedules are evaluated at `iterations` (default: the optimizer's own step). Sub-optimizers
     with the same name get a `_1`, `_2`... suffix.
     """
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
     subs = getattr(optimizer, "optimizers", None)
     if not subs:
         return {"lr": _rate(optimizer, iterations)}

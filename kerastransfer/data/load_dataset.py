@@ -9,27 +9,32 @@ Sources:
   with an optional `data_dir`. Without a network and without a prepared copy this fails at once
   with a message saying how to point at a local copy.
 
-Splits are held in memory as NumPy arrays (the datasets this toolkit targets fit) and served as
-batched, prefetched `tf.data` pipelines of `(float32 images in [0, 255], int64 labels)`. Models do
+Every split decision (validation split, samples per class, class subsets) is made on the labels
+alone; a split is an index into where its examples live (an array, files, records), and images
+are read, decoded and converted to `image_shape` inside batched, prefetched `tf.data` pipelines of
+`(float32 images in [0, 255], int64 labels)`: memory does not grow with the dataset. Models do
 their own scaling, so served models take raw pixels.
 
 Example:
 
 >>> data = load_dataset("embedded:usps", image_shape=(28, 28, 1), samples_per_class=10)
->>> data.info.num_classes, data.arrays("train")[0].shape
-(10, (100, 16, 16, 1))
+>>> data.info.num_classes, data.size("train"), data.info.image_shape
+(10, 100, (16, 16, 1))
 >>> next(iter(data.train))[0].shape
 TensorShape([64, 28, 28, 1])
 """
 
 import difflib
 import numbers
+import os
 import warnings
 
 import numpy as np
 
 from kerastransfer.data import splits as sampling
+from kerastransfer.data.augmentation import build_augmentation
 from kerastransfer.data.convert import check_image_shape, check_resize
+from kerastransfer.data.records import ArrayRecords
 from kerastransfer.data.sources import read_source
 from kerastransfer.data.transfer_data import DatasetInfo, TransferData, check_batch_size
 
@@ -46,6 +51,9 @@ def load_dataset(
     seed=0,
     data_dir=None,
     rescale=None,
+    augment=None,
+    cache=None,
+    skip_unreadable=False,
 ):
     """Load a dataset and split it for transfer learning.
 
@@ -66,6 +74,16 @@ def load_dataset(
             float images in [0, 1]: the toolkit's models take pixels in [0, 255]. Float images
             whose values all lie in [-1, 1] draw a warning unless `rescale` is given
             (`rescale=1` keeps them as they are).
+        augment: training-time augmentation from Keras preprocessing layers (training
+            pipeline only): None (none), "auto" (a preset for the kind of data: no flips for
+            digits), a preset ("digits", "photos"), or names ("flip,rotation"); see
+            `kerastransfer.data.augmentation`.
+        cache: None, "memory", or a folder to keep decoded, converted examples in after the
+            first epoch (for sets read many times; a folder is refused if it holds another
+            dataset's cache).
+        skip_unreadable: leave out image files that cannot be read (empty, truncated, not an
+            image, vanished) and record them in `data.skipped`, instead of stopping at the first
+            one with an error naming it.
 
     Returns:
         A `TransferData`.
@@ -109,20 +127,22 @@ def load_dataset(
         or rescale <= 0
     ):
         raise ValueError(f"`rescale` must be a positive number or None. Received: {rescale!r}")
-    name, (x_train, y_train), (x_test, y_test), class_names = read_source(source, data_dir)
-    x_train, x_test = (
-        _as_nhwc(x_train, "x_train", name),
-        _as_nhwc(x_test, "x_test", name),
-    )
-    _check_lengths(x_train, y_train, "train", name)
-    _check_lengths(x_test, y_test, "test", name)
-    if rescale is None:
-        _warn_unless_pixels(name, x_train=x_train, x_test=x_test)
-    else:
-        x_train = x_train.astype(np.float32) * np.float32(rescale)
-        x_test = x_test.astype(np.float32) * np.float32(rescale)
-    y_train = _check_labels(y_train, None, "y_train", name)
-    y_test = _check_labels(y_test, None, "y_test", name)
+    if cache is not None and cache != "memory" and not isinstance(cache, (str, os.PathLike)):
+        raise ValueError(f'`cache` must be None, "memory" or a folder path. Received: {cache!r}')
+    augmentation = build_augmentation(augment, seed=seed, dataset_name=os.fspath(source))
+    name, train, test, class_names = read_source(source, data_dir)
+    if not hasattr(train[0], "pipeline"):  # arrays: validated here, then indexed
+        x_train, x_test = _as_nhwc(train[0], "x_train", name), _as_nhwc(test[0], "x_test", name)
+        _check_lengths(x_train, train[1], "train", name)
+        _check_lengths(x_test, test[1], "test", name)
+        if rescale is None:
+            _warn_unless_pixels(name, x_train=x_train, x_test=x_test)
+        train = (ArrayRecords(x_train, _check_labels(train[1], None, "y_train", name), rescale),)
+        test = (ArrayRecords(x_test, _check_labels(test[1], None, "y_test", name), rescale),)
+        train, test = (*train, np.arange(len(x_train))), (*test, np.arange(len(x_test)))
+    (train_records, train_pos), (test_records, test_pos) = train, test
+    y_train = _check_labels(train_records.labels[train_pos], None, "y_train", name)
+    y_test = _check_labels(test_records.labels[test_pos], None, "y_test", name)
     num_classes = len(class_names) if class_names else int(max(y_train.max(), y_test.max())) + 1
     y_train = _check_labels(y_train, num_classes, "y_train", name)
     y_test = _check_labels(y_test, num_classes, "y_test", name)
@@ -145,24 +165,28 @@ def load_dataset(
             raise ValueError(
                 f"`classes` must name at least two distinct classes. Received: {classes}"
             )
-        (x_train, y_train), (x_test, y_test) = (
-            sampling.subset_classes(x_train, y_train, classes, "train"),
-            sampling.subset_classes(x_test, y_test, classes, "test"),
+        relabelled = {}  # a folder without train/ and test/ has one records for both splits
+        train_records, test_records = (
+            relabelled.setdefault(id(r), sampling.relabel(r, classes))
+            for r in (train_records, test_records)
         )
+        train_pos = sampling.subset_classes(train_pos, y_train, classes, "train")
+        test_pos = sampling.subset_classes(test_pos, y_test, classes, "test")
+        y_train = train_records.labels[train_pos]
         class_names = tuple(class_names[c] for c in classes)
         num_classes = len(classes)
     rng = np.random.default_rng(seed)
     splits = {}
     if validation_split:
         train_idx, val_idx = sampling.stratified_split(y_train, validation_split, rng)
-        splits["validation"] = (x_train[val_idx], y_train[val_idx])
-        x_train, y_train = x_train[train_idx], y_train[train_idx]
+        splits["validation"] = (train_records, train_pos[val_idx])
+        train_pos, y_train = train_pos[train_idx], y_train[train_idx]
     if samples_per_class is not None:
         keep = sampling.samples_per_class(y_train, samples_per_class, num_classes, rng)
-        x_train, y_train = x_train[keep], y_train[keep]
-    splits["train"] = (x_train, y_train)
-    splits["test"] = (x_test, y_test)
-    info = DatasetInfo(name, num_classes, tuple(class_names), tuple(x_train.shape[1:]))
+        train_pos = train_pos[keep]
+    splits["train"] = (train_records, train_pos)
+    splits["test"] = (test_records, test_pos)
+    info = DatasetInfo(name, num_classes, tuple(class_names), train_records.native_shape)
     return TransferData(
         info,
         splits,
@@ -170,6 +194,9 @@ def load_dataset(
         resize=resize,
         batch_size=batch_size,
         seed=seed,
+        augment=augmentation,
+        cache=cache,
+        skip_unreadable=skip_unreadable,
     )
 
 

@@ -1,7 +1,9 @@
 """Where datasets come from: embedded samples, `.npz` files, image folders, tensorflow-datasets.
 
-`read_source(source, data_dir)` returns `(name, (x_train, y_train), (x_test, y_test), class_names)`
-with arrays as stored; `load_dataset` validates and splits them.
+`read_source(source, data_dir)` returns `(name, train, test, class_names)`: for arrays (embedded,
+`.npz`) `train` and `test` are `(images, labels)` as stored, which `load_dataset` validates; for
+image folders and tensorflow-datasets they are `(records, positions)` indexes (file names and
+labels, record positions and labels: no image is decoded here).
 """
 
 import difflib
@@ -13,13 +15,15 @@ import zipfile
 
 import numpy as np
 
+from kerastransfer.data.image_decoding import IMAGE_EXTENSIONS
+from kerastransfer.data.records import DEFAULT_FILE_SHAPE, FileRecords, TfdsRecords
 from kerastransfer.data.splits import stratified_split
 
 EMBEDDED = ("mnist", "usps", "fashion_mnist")
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def read_source(source, data_dir):
+    """`(name, train, test, class_names)`, `train` and `test` each `(records, positions)`."""
     source = os.fspath(source)
     if source.startswith("embedded:"):
         key = source.split(":", 1)[1]
@@ -27,9 +31,9 @@ def read_source(source, data_dir):
             raise ValueError(f"Unknown embedded dataset {key!r}. Embedded: {', '.join(EMBEDDED)}.")
         path = importlib.resources.files("kerastransfer.data") / "embedded" / f"{key}.npz"
         with importlib.resources.as_file(path) as p:
-            return (source, *_load_npz(p)[:2], ())
+            return (source, *_load_npz(p), ())
     if source.endswith(".npz"):
-        return (os.path.basename(source), *_load_npz(source)[:2], ())
+        return (os.path.basename(source), *_load_npz(source), ())
     if os.path.isdir(source):
         return _load_folder(source)
     if os.sep in source or source.startswith("."):
@@ -72,10 +76,9 @@ def _load_npz(path):
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def _load_folder(path, image_size=(224, 224)):
+def _load_folder(path):
     """Image folders: `path/train/<class>/*` and `path/test/<class>/*`, or `path/<class>/*` (then
-    20% of each class, seeded, becomes the test split)."""
-    import keras
+    20% of each class, seeded, becomes the test split). Only the file names are read here."""
 
     def read(folder):
         classes = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
@@ -84,35 +87,25 @@ def _load_folder(path, image_size=(224, 224)):
                 f"'{folder}' has no class sub-folders (one folder of images per class)."
             )
         files = {c: _files_under(os.path.join(folder, c)) for c in classes}
-        empty = [
-            c for c in classes if not any(f.lower().endswith(_IMAGE_EXTENSIONS) for f in files[c])
-        ]
+        images = {c: [f for f in files[c] if f.lower().endswith(IMAGE_EXTENSIONS)] for c in classes}
+        empty = [c for c in classes if not images[c]]
         if empty:
             raise ValueError(
                 f"Class folders {empty} in '{folder}' hold no images "
-                f"({', '.join(_IMAGE_EXTENSIONS)})."
+                f"({', '.join(IMAGE_EXTENSIONS)})."
             )
-        skipped = [
-            f for c in classes for f in files[c] if not f.lower().endswith(_IMAGE_EXTENSIONS)
-        ]
+        skipped = [f for c in classes for f in files[c] if not f.lower().endswith(IMAGE_EXTENSIONS)]
         if skipped:
             warnings.warn(
                 f"Skipping {len(skipped)} files in '{folder}' that are not "
-                f"{'/'.join(_IMAGE_EXTENSIONS)} images, e.g. {skipped[:3]}. Convert them to PNG "
+                f"{'/'.join(IMAGE_EXTENSIONS)} images, e.g. {skipped[:3]}. Convert them to PNG "
                 "or JPEG to use them.",
                 UserWarning,
                 stacklevel=5,
             )
-        ds = keras.utils.image_dataset_from_directory(
-            folder,
-            labels="inferred",
-            class_names=classes,
-            image_size=image_size,
-            batch_size=None,
-            shuffle=False,
-            verbose=False,
-        )
-        return classes, *_decode_in_order(ds)
+        paths = [f for c in classes for f in images[c]]
+        labels = np.repeat(np.arange(len(classes)), [len(images[c]) for c in classes])
+        return classes, FileRecords(paths, labels)
 
     split_folders = [
         d for d in ("train", "test", "val", "validation") if os.path.isdir(os.path.join(path, d))
@@ -132,62 +125,31 @@ def _load_folder(path, image_size=(224, 224)):
             stacklevel=4,
         )
     if split_folders:
-        classes, x_train, y_train = read(os.path.join(path, "train"))
-        test_classes, x_test, y_test = read(os.path.join(path, "test"))
+        classes, train = read(os.path.join(path, "train"))
+        test_classes, test = read(os.path.join(path, "test"))
         if test_classes != classes:
             raise ValueError(
                 f"train/ and test/ of '{path}' must hold the same class folders. Only in train/: "
                 f"{sorted(set(classes) - set(test_classes))}; only in test/: "
                 f"{sorted(set(test_classes) - set(classes))}."
             )
+        train, test = (train, np.arange(len(train.labels))), (test, np.arange(len(test.labels)))
     else:
-        classes, x, y = read(path)
-        train_idx, test_idx = stratified_split(y, 0.2, np.random.default_rng(0))
-        (x_train, y_train), (x_test, y_test) = (
-            (x[train_idx], y[train_idx]),
-            (x[test_idx], y[test_idx]),
-        )
-    return (
-        os.path.basename(os.path.normpath(path)),
-        (x_train, y_train),
-        (x_test, y_test),
-        tuple(classes),
-    )
+        classes, records = read(path)
+        train_idx, test_idx = stratified_split(records.labels, 0.2, np.random.default_rng(0))
+        train, test = (records, train_idx), (records, test_idx)
+    return os.path.basename(os.path.normpath(path)), train, test, tuple(classes)
 
 
 def _files_under(folder):
-    """Paths of the non-hidden files under `folder`, recursively (as Keras indexes them)."""
+    """Paths of the non-hidden files under `folder`, in the order Keras's
+    `image_dataset_from_directory` indexes them (sub-folders by name, files by name)."""
     return [
         os.path.join(root, f)
-        for root, _, names in os.walk(folder)
+        for root, _, names in sorted(os.walk(folder), key=lambda walked: walked[0])
         for f in sorted(names)
         if not f.startswith(".")
     ]
-
-
-def _decode_in_order(ds):
-    """Images and labels of an unshuffled `image_dataset_from_directory` dataset (batch_size=None);
-    a file that fails to decode is named (the dataset keeps file order, so the failing element's
-    index is its position in `ds.file_paths`)."""
-    import tensorflow as tf
-
-    xs, ys = [], []
-    iterator = iter(ds)
-    while True:
-        try:
-            x, y = next(iterator)
-        except StopIteration:
-            break
-        except tf.errors.InvalidArgumentError as e:
-            path = ds.file_paths[len(xs)]
-            reason = str(e).split("transformation with iterator: ")[-1].splitlines()[0][:200]
-            raise ValueError(
-                f"Cannot decode image file '{path}' ({reason}). The file is corrupt or not an "
-                "image: delete or replace it, then load the folder again."
-            ) from None
-        xs.append(x.numpy().astype(np.uint8))
-        ys.append(y.numpy())
-    return np.stack(xs), np.array(ys, np.int64)
 
 
 def _network_available(host="storage.googleapis.com", timeout=3.0):
@@ -221,17 +183,27 @@ def _load_tfds(name, data_dir):
     supervised = builder.info.supervised_keys
     if not supervised:
         raise ValueError(f"tensorflow-datasets '{name}' has no (image, label) supervised keys.")
-    label = builder.info.features[supervised[1]]
+    image_key, label_key = supervised
+    label = builder.info.features[label_key]
+    shape = tuple(builder.info.features[image_key].shape)
+    native = shape if None not in shape and len(shape) == 3 else DEFAULT_FILE_SHAPE
     splits = []
     for split in ("train", "test"):
         try:
-            x, y = tfds.as_numpy(builder.as_dataset(split=split, as_supervised=True, batch_size=-1))
+            records = builder.as_dataset(
+                split=split,
+                shuffle_files=False,
+                decoders={image_key: tfds.decode.SkipDecoding()},
+            )
         except (KeyError, ValueError) as e:
             raise ValueError(
                 f"tensorflow-datasets '{name}' has no usable {split!r} split (its splits: "
                 f"{sorted(builder.info.splits)}). Export it to an .npz with x_train/y_train/"
                 f"x_test/y_test instead. ({e})"
             ) from None
-        splits.append((x, y))
+        batches = records.map(lambda example: example[label_key]).batch(4096)
+        labels = np.concatenate([np.asarray(b) for b in tfds.as_numpy(batches)] or [[]])
+        recs = TfdsRecords(builder, split, image_key, label_key, labels, native)
+        splits.append((recs, np.arange(len(labels))))
     names = tuple(label.names) if hasattr(label, "names") else ()
     return name, splits[0], splits[1], names

@@ -1,9 +1,23 @@
-"""Seeded, stratified choices of samples: validation split, samples per class, class subsets."""
+"""Seeded, stratified choices of samples: validation split, samples per class, class subsets.
+
+All of them read labels only and return positions."""
+
+import copy
 
 import numpy as np
 
 
-def subset_classes(x, y, classes, split):
+def relabel(records, classes):
+    """A shallow copy of `records` whose labels are `classes` renumbered 0..k-1 (others -1)."""
+    relabelled = copy.copy(records)
+    table = np.full(max(int(records.labels.max()), max(classes)) + 1, -1, np.int64)
+    table[classes] = np.arange(len(classes))
+    relabelled.labels = table[records.labels]
+    return relabelled
+
+
+def subset_classes(positions, y, classes, split):
+    """The `positions` (labels `y`) whose label is one of `classes`."""
     counts = {c: int(np.sum(y == c)) for c in classes}
     empty = [c for c, n in counts.items() if n == 0]
     if empty:
@@ -11,10 +25,7 @@ def subset_classes(x, y, classes, split):
             f"Classes {empty} have no {split} images: subsetting would leave them empty. "
             "Choose classes present in both splits."
         )
-    keep = np.isin(y, classes)
-    relabel = np.zeros(max(classes) + 1, np.int64)
-    relabel[classes] = np.arange(len(classes))
-    return x[keep], relabel[y[keep]]
+    return positions[np.isin(y, classes)]
 
 
 def stratified_split(y, fraction, rng):

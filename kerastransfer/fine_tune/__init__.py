@@ -33,6 +33,12 @@ The steps every transfer run repeats, in order:
 
 `imported_rate=0` gives the neon scheme whatever the method.
 
+**Devices and precision** (`fine_tune.devices`): `distribution` runs steps 1 to 3 under a
+`tf.distribute` strategy (by default a `MirroredStrategy` over the visible GPUs when there are
+several; `batch_size` is then the global batch), and `precision="mixed_float16"` or
+`"mixed_bfloat16"` builds the model in that Keras dtype policy (loss scaling for float16, the
+softmax in float32, a float32 copy exported); the global policy is restored afterwards.
+
 Example (tiny; real runs use an application name such as "MobileNetV2"):
 
 >>> from kerastransfer.models import small_cnn

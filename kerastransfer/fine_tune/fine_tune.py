@@ -1,18 +1,25 @@
 """`fine_tune`: the one call (see the package docstring for its steps)."""
 
+import contextlib
 import time
 
 import keras
+import tensorflow as tf
 
+from kerastransfer.data.read_errors import explain_read_error
+from kerastransfer.fine_tune.devices import (
+    float32_copy,
+    precision_scope,
+    resolve_distribution,
+    resolve_precision,
+)
 from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult  # noqa: F401
 from kerastransfer.fine_tune.training import (  # noqa: F401
     DEFAULT_IMPORTED_RATE,
     METHODS,
     NORMALIZATION_LAYERS,
     describe_groups,
-    images_only,
     load_data,
-    pooled_features,
     train_transfer_model,
     transfer_optimizer,
 )
@@ -25,6 +32,18 @@ from kerastransfer.fine_tune.transfer_model import (  # noqa: F401
     load_application_source,
     preprocess_layer,
 )
+
+
+@contextlib.contextmanager
+def read_errors_named(data):
+    """Turns a pipeline's failure to read an image file into a `ValueError` naming the file."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        explained = explain_read_error(e, data)
+        if explained is None:
+            raise
+        raise explained from None
 
 
 def fine_tune(
@@ -58,6 +77,11 @@ def fine_tune(
     callbacks=(),
     seed=0,
     verbose=1,
+    distribution=None,
+    precision=None,
+    augment=None,
+    cache=None,
+    skip_unreadable=False,
 ):
     """Fine-tune a pretrained network on a dataset; see the module docstring for the steps.
 
@@ -70,7 +94,8 @@ def fine_tune(
             source keeps its own input shape.
         channels: input channels of an application target (default: the data's, the first
             convolution adapted to them).
-        samples_per_class, validation_split, batch_size: passed to `load_dataset`.
+        samples_per_class, validation_split, batch_size: passed to `load_dataset`. Under a
+            distribution strategy `batch_size` is the global batch, split across the replicas.
         head_width: units of a new ReLU layer before the classifier (0: none).
         dropout: dropout before the classifier.
         learning_rate: Adam rate of the new layers (the top group), or "find": the
@@ -96,6 +121,19 @@ def fine_tune(
         callbacks: more `keras.callbacks` for the fine-tuning `fit`.
         seed: seeds every random choice (data split, initialisation, dropout).
         verbose: 0 silent, 1 progress bars and the report, 2 one line per epoch.
+        distribution: the devices: `None`/"auto" (a `tf.distribute.MirroredStrategy` over the
+            visible GPUs when there are two or more, else one device; inside a strategy's
+            scope, that strategy), a number of GPUs, or a `tf.distribute.Strategy`. The model,
+            the optimizer map, warm-up, LR finder, gradual unfreezing and BPA run under its
+            scope (see `fine_tune.devices.resolve_distribution`).
+        precision: `None` (the current Keras dtype policy), "float32", "mixed_float16" (with
+            loss scaling) or "mixed_bfloat16": the dtype policy the model is built with. The
+            classifier's softmax computes in float32 and the export takes and returns float32;
+            the global dtype policy is restored when `fine_tune` returns.
+        augment, cache, skip_unreadable: passed to `load_dataset`: training-time augmentation
+            ("auto" picks a preset for the kind of data), a cache of decoded images ("memory"
+            or a folder), and leaving unreadable image files out (counted in the report)
+            instead of stopping at the first, which is otherwise named in a `ValueError`.
 
     Returns:
         A `FineTuneResult` (`model`, `report`, `data`).
@@ -117,6 +155,8 @@ def fine_tune(
         raise ValueError(
             f"`learning_rate` must be a positive number or 'find'. Received: {learning_rate!r}"
         )
+    strategy = resolve_distribution(distribution)
+    resolve_precision(precision)  # a wrong name fails before any work
     keras.utils.set_random_seed(seed)
     is_app = isinstance(source, str) and application_builder(source) is not None
     if not is_app and (image_size or channels):
@@ -135,6 +175,9 @@ def fine_tune(
         samples_per_class=samples_per_class,
         batch_size=batch_size,
         seed=seed,
+        augment=augment,
+        cache=cache,
+        skip_unreadable=skip_unreadable,
     )
     if is_app:
         size = int(image_size or 96)
@@ -147,45 +190,50 @@ def fine_tune(
             "fine_tune needs a validation split for early stopping: `validation_split` must be > 0."
         )
 
-    model, body, head, report = build_transfer_model(
-        source, image_shape, data_obj.info.num_classes, head_width=head_width, dropout=dropout
-    )
-    result = train_transfer_model(
-        model,
-        body,
-        head,
-        report,
-        data_obj,
-        method=method,
-        learning_rate=learning_rate,
-        imported_rate=imported_rate,
-        frozen_levels=frozen_levels,
-        groups=groups,
-        every=every,
-        bpa=bpa,
-        gamma=gamma,
-        train_normalization=train_normalization,
-        warmup_epochs=warmup_epochs,
-        warmup_learning_rate=warmup_learning_rate,
-        epochs=epochs,
-        patience=patience,
-        batch_size=batch_size,
-        backup_dir=backup_dir,
-        log_dir=log_dir,
-        verbose=verbose,
-        source_name=source if isinstance(source, str) else source.name,
-        callbacks=callbacks,
-    )
+    # the model, the optimizer map, warm-up, LR finder, unfreezing and BPA: under the strategy
+    with read_errors_named(data_obj), precision_scope(precision) as policy, strategy.scope():
+        model, body, head, report = build_transfer_model(
+            source, image_shape, data_obj.info.num_classes, head_width=head_width, dropout=dropout
+        )
+        result = train_transfer_model(
+            model,
+            body,
+            head,
+            report,
+            data_obj,
+            method=method,
+            learning_rate=learning_rate,
+            imported_rate=imported_rate,
+            frozen_levels=frozen_levels,
+            groups=groups,
+            every=every,
+            bpa=bpa,
+            gamma=gamma,
+            train_normalization=train_normalization,
+            warmup_epochs=warmup_epochs,
+            warmup_learning_rate=warmup_learning_rate,
+            epochs=epochs,
+            patience=patience,
+            batch_size=batch_size,
+            backup_dir=backup_dir,
+            log_dir=log_dir,
+            verbose=verbose,
+            source_name=source if isinstance(source, str) else source.name,
+            callbacks=callbacks,
+        )
     if export:
         from kerastransfer.export import export_serving
 
         result.export_path = export_serving(
-            model,
+            float32_copy(model),  # a mixed-precision model is served in float32
             export,
             raw_shape=data_obj.info.image_shape,
             formats=export_formats,
             class_names=data_obj.info.class_names,
         )
+    result.skipped = data_obj.skipped
+    result.replicas = strategy.num_replicas_in_sync
+    result.precision = policy
     result.total_s = time.perf_counter() - start
     if verbose:
         print(result)

@@ -29,6 +29,9 @@ class FineTuneReport:
     total_s: float = 0.0
     export_path: str = None
     found_learning_rate: float = None
+    replicas: int = 1
+    precision: str = "float32"
+    skipped: object = None
     history: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def __str__(self):
@@ -42,6 +45,8 @@ class FineTuneReport:
             lines.append(f"  frozen (trainable=False): {len(self.frozen)} layers")
         for name, (rate, count) in self.groups.items():
             lines.append(f"  group {name:<16} lr {rate:<10.3g} {count} variables")
+        if self.replicas != 1 or self.precision != "float32":
+            lines.append(f"  {self.replicas} replicas, dtype policy {self.precision}")
         lines.append(
             f"  warm-up {self.warmup_epochs} epochs ({self.warmup_s:.1f} s), fine-tuning "
             f"{self.epochs} epochs, best {self.best_epoch} ({self.fine_tune_s:.1f} s)"
@@ -50,6 +55,8 @@ class FineTuneReport:
             f"  accuracy: train {self.train_accuracy:.2%}  validation {self.val_accuracy:.2%}  "
             f"test {self.test_accuracy:.2%}   total {self.total_s:.1f} s"
         )
+        if self.skipped is not None and len(self.skipped):
+            lines.append(f"  {self.skipped!r}")
         if self.export_path:
             lines.append(f"  exported to {self.export_path}")
         return "\n".join(lines)

@@ -13,6 +13,7 @@ from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
 from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult  # noqa: F401
 from kerastransfer.fine_tune.transfer_model import build_transfer_model  # noqa: F401
+from kerastransfer.fine_tune.warmup import warm_up_head
 from kerastransfer.surgery import (
     NORMALIZATION_LAYERS,
     freeze_bottom_levels,
@@ -30,29 +31,13 @@ DEFAULT_IMPORTED_RATE = {
 }
 
 
-def load_data(data, image_shape, *, validation_split, samples_per_class, batch_size, seed):
+def load_data(data, image_shape, **load_args):
+    """`data` itself if it is a `TransferData`, else `load_dataset(data, **load_args)`."""
     from kerastransfer.data import TransferData, load_dataset
 
     if isinstance(data, TransferData):
         return data
-    return load_dataset(
-        data,
-        validation_split=validation_split,
-        samples_per_class=samples_per_class,
-        image_shape=image_shape,
-        batch_size=batch_size,
-        seed=seed,
-    )
-
-
-def images_only(images, labels):
-    return images
-
-
-def pooled_features(body, dataset):
-    features = body.predict(dataset.map(images_only), verbose=0)
-    labels = np.concatenate([y.numpy() for _, y in dataset])
-    return features, labels
+    return load_dataset(data, image_shape=image_shape, **load_args)
 
 
 def transfer_optimizer(method, model, head, imported, learning_rate, imported_rate, groups):
@@ -90,6 +75,7 @@ def transfer_optimizer(method, model, head, imported, learning_rate, imported_ra
 
 
 def describe_groups(optimizer, model):
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's map
     subs = getattr(optimizer, "optimizers", None) or [optimizer]
     counts = {}
     if hasattr(optimizer, "_optimizer_map"):
@@ -131,7 +117,11 @@ def train_transfer_model(
     callbacks=(),
 ):
     """Steps 2 and 3 of `fine_tune` on a model from `build_transfer_model`: warm-up, method,
-    evaluation. Returns a `FineTuneReport` (the model is trained in place)."""
+    evaluation. Returns a `FineTuneReport` (the model is trained in place).
+
+    Call it in the `tf.distribute` strategy scope the model was built in (`fine_tune` does); a
+    `mixed_float16` model trains with a `keras.optimizers.LossScaleOptimizer` around the map.
+    """
     imported_rate = DEFAULT_IMPORTED_RATE[method] if imported_rate is None else imported_rate
     if method in ("discriminative", "layerwise_decay") and imported_rate == 0:
         method_used = "neon"
@@ -145,19 +135,16 @@ def train_transfer_model(
     warm_start = time.perf_counter()
     warm_epochs = 0
     if warmup_epochs and not resuming:
-        train_f = pooled_features(body, data_obj.dataset("train"))
-        val_f = pooled_features(body, data_obj.validation)
-        head.compile(keras.optimizers.Adam(warmup_learning_rate), loss, metrics=["accuracy"])
-        stop = keras.callbacks.EarlyStopping("val_loss", patience=10, restore_best_weights=True)
-        hist = head.fit(
-            *train_f,
-            validation_data=val_f,
-            epochs=int(warmup_epochs),
+        warm_epochs = warm_up_head(
+            body,
+            head,
+            data_obj,
+            epochs=warmup_epochs,
+            learning_rate=warmup_learning_rate,
             batch_size=batch_size,
-            callbacks=[stop],
-            verbose=0,
+            seed=data_obj.seed,
+            loss=loss,
         )
-        warm_epochs = len(hist.history["loss"])
     warmup_s = time.perf_counter() - warm_start
 
     for layer in iter_layers(body):
@@ -183,6 +170,8 @@ def train_transfer_model(
         float(imported_rate),
         groups,
     )
+    if model.dtype_policy.name == "mixed_float16":  # loss scaling, for BPAModel's compile too
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     use_bpa = method_used == "bpa" or bpa
     train_model = model
     extra_callbacks, callbacks = list(callbacks), []
@@ -190,7 +179,7 @@ def train_transfer_model(
         from kerastransfer.methods.bpa import BPAModel, GammaRefresh
 
         train_model = BPAModel(model, gamma=gamma)
-        callbacks.append(GammaRefresh(data_obj.dataset("train"), max_batches=2))
+        callbacks.append(GammaRefresh(data_obj, max_batches=2))  # reads only its sample
     train_model.compile(optimizer, loss, metrics=["accuracy"])
     found = None
     if find:  # the range test on the warmed-up model; every group keeps its ratio to the top

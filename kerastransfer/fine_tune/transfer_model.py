@@ -74,12 +74,26 @@ def load_application_source(name, image_shape):
         ) from None
 
 
+def _clone_in_global_precision(src):
+    """`keras.models.clone_model(src)`; under a mixed global dtype policy every float layer of
+    the clone takes that policy (a clone otherwise keeps the source's saved float32 policies)."""
+    policy = keras.config.dtype_policy().name
+    if not policy.startswith("mixed_"):
+        return keras.models.clone_model(src)
+    from kerastransfer.fine_tune.devices import clone_with_policy
+
+    return clone_with_policy(src, policy)
+
+
 def build_transfer_model(source, image_shape, num_classes, *, head_width=0, dropout=0.2):
     """The target network: source architecture at `image_shape`, source layers imported, new head.
 
     Returns `(model, body, head, import_report)`: `model` is `head(body(images))`, `body` maps
     raw images to pooled features and `head` (a nested model named "head") maps them to class
     probabilities.
+
+    Layers are built in the global Keras dtype policy (a mixed policy reaches the layers cloned
+    from a model source too); the classifier computes in float32.
     """
     from kerastransfer.surgery import load_source
 
@@ -106,7 +120,7 @@ def build_transfer_model(source, image_shape, num_classes, *, head_width=0, drop
                 f"converted to {image_shape}: leave `image_size`/`channels` unset for a model "
                 "source (the data is converted to the model's input)."
             )
-        clone = keras.models.clone_model(src)
+        clone = _clone_in_global_precision(src)
         report = import_matching_layers(src, clone)
         last = [layer for layer in clone.layers if layer.weights][-1]
         trunk = keras.Model(clone.inputs, last.input, name=f"{clone.name}_body")
@@ -121,7 +135,10 @@ def build_transfer_model(source, image_shape, num_classes, *, head_width=0, drop
         x = keras.layers.Dense(int(head_width), activation="relu", name="fc1_new")(x)
     if dropout:
         x = keras.layers.Dropout(float(dropout), name="dropout_new")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier_new")(x)
+    # float32 softmax whatever the precision (mixed float16/bfloat16 probabilities lose mass)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="classifier_new"
+    )(x)
     head = keras.Model(feat_in, outputs, name="head")
     model = keras.Model(inputs, head(body(inputs)), name=f"{source_name}_transfer".lower())
     present = {layer.name for layer in iter_layers(model)}

@@ -20,16 +20,17 @@ def write_npz(path, **overrides):
 
 def test_embedded_sample_loads_with_stratified_seeded_validation():
     d = load_dataset("embedded:mnist", validation_split=0.1)
-    x_train, y_train = d.arrays("train")
-    x_val, y_val = d.arrays("validation")
+    x_val, y_val = d.take("validation", range(d.size("validation")))
     assert d.info.num_classes == 10 and d.info.image_shape == (28, 28, 1)
-    assert x_train.dtype == np.uint8 and len(x_train) == 4500 and len(x_val) == 500
+    assert d.size("train") == 4500 and d.size("validation") == 500
+    assert x_val.dtype == np.float32 and x_val.shape == (500, 28, 28, 1)
+    np.testing.assert_array_equal(d.labels("validation"), y_val)
     assert np.bincount(y_val).tolist() == [50] * 10
     again = load_dataset("embedded:mnist", validation_split=0.1)
-    np.testing.assert_array_equal(again.arrays("validation")[1], y_val)
-    np.testing.assert_array_equal(again.arrays("validation")[0], x_val)
+    np.testing.assert_array_equal(again.labels("validation"), y_val)
+    np.testing.assert_array_equal(again.take("validation", range(500))[0], x_val)
     other = load_dataset("embedded:mnist", validation_split=0.1, seed=1)
-    assert not np.array_equal(other.arrays("validation")[0], x_val)
+    assert not np.array_equal(other.take("validation", range(500))[0], x_val)
     images, labels = next(iter(d.test))
     assert (
         images.dtype.name == "float32"
@@ -40,14 +41,12 @@ def test_embedded_sample_loads_with_stratified_seeded_validation():
 
 def test_samples_per_class_and_class_subsets():
     d = load_dataset("embedded:usps", samples_per_class=5, classes=[7, 3])
-    _, y = d.arrays("train")
-    assert np.bincount(y).tolist() == [5, 5]
+    assert np.bincount(d.labels("train")).tolist() == [5, 5]
     assert d.info.class_names == ("7", "3")
     full = load_dataset("embedded:usps", validation_split=0)
-    x_test, y_test = d.arrays("test")
-    np.testing.assert_array_equal(
-        x_test[y_test == 0], full.arrays("test")[0][full.arrays("test")[1] == 7]
-    )
+    x_test, y_test = d.take("test", range(d.size("test")))
+    sevens = np.flatnonzero(full.labels("test") == 7)
+    np.testing.assert_array_equal(x_test[y_test == 0], full.take("test", sevens)[0])
     assert (
         d.validation is not None
         and load_dataset("embedded:usps", validation_split=0).validation is None
@@ -63,7 +62,8 @@ def test_conversion_to_model_input_spec():
     assert x.shape == (8, 32, 32, 3)
     np.testing.assert_array_equal(x[..., 0], x[..., 2])  # gray repeated three times
     assert np.all(x[:, :2] == 0) and np.all(x[:, :, -2:] == 0)  # centred padding
-    np.testing.assert_array_equal(x[:, 2:30, 2:30, 0], pad.arrays("test")[0][:8, ..., 0])
+    native = load_dataset("embedded:mnist").take("test", range(8))[0]
+    np.testing.assert_array_equal(x[:, 2:30, 2:30, 0], native[..., 0])
     resized = load_dataset("embedded:usps", image_shape=(28, 28, 1), batch_size=4)
     assert next(iter(resized.train))[0].shape == (4, 28, 28, 1)
     rgb = np.random.default_rng(0).uniform(0, 255, (2, 5, 5, 3)).astype("float32")
@@ -74,7 +74,7 @@ def test_conversion_to_model_input_spec():
 def test_npz_files_and_their_errors(tmp_path):
     d = load_dataset(write_npz(tmp_path / "ok.npz"), validation_split=0.25)
     assert d.info.num_classes == 3 and d.info.image_shape == (8, 8, 1)
-    assert np.bincount(d.arrays("validation")[1]).tolist() == [5, 5, 5]
+    assert np.bincount(d.labels("validation")).tolist() == [5, 5, 5]
     with pytest.raises(ValueError, match=r"lacks the arrays \['y_test'\]"):
         load_dataset(write_npz(tmp_path / "a.npz", y_test=None))
     with pytest.raises(ValueError, match="labels out of range: \\[-1\\]"):
@@ -107,7 +107,7 @@ def test_image_folders(tmp_path):
                 )
     d = load_dataset(str(tmp_path / "pets"), validation_split=0.5, image_shape=(16, 16, 3))
     assert d.info.class_names == ("cat", "dog") and d.info.num_classes == 2
-    assert len(d.arrays("train")[1]) == 6 and len(d.arrays("test")[1]) == 4
+    assert d.size("train") == 6 and d.size("test") == 4
     assert next(iter(d.train))[0].shape[1:] == (16, 16, 3)
     (tmp_path / "empty" / "a").mkdir(parents=True)
     (tmp_path / "empty" / "b").mkdir(parents=True)
@@ -125,8 +125,8 @@ def test_tfds_names_fail_fast_and_clearly_offline(tmp_path, monkeypatch):
 
 def test_shared_full_datasets_load(shared_data):
     d = load_dataset(str(shared_data / "mnist_small.npz"), samples_per_class=40)
-    assert np.bincount(d.arrays("train")[1]).tolist() == [40] * 10
-    assert len(d.arrays("test")[1]) == 2000
+    assert np.bincount(d.labels("train")).tolist() == [40] * 10
+    assert d.size("test") == 2000
 
 
 def test_images_and_labels_must_pair_up(tmp_path):
@@ -153,8 +153,9 @@ def test_float_images_in_unit_range_warn_and_rescale_fixes_them(tmp_path):
         warnings.simplefilter("error")
         d = load_dataset(path, validation_split=0, rescale=255)
         kept = load_dataset(path, validation_split=0, rescale=1)  # [0, 1] on purpose: no warning
-    np.testing.assert_allclose(d.arrays("test")[0][..., 0], unit["x_test"] * 255, rtol=1e-6)
-    assert float(kept.arrays("train")[0].max()) <= 1.0
+    x_test = d.take("test", range(d.size("test")))[0]
+    np.testing.assert_allclose(x_test[..., 0], unit["x_test"] * 255, rtol=1e-6)
+    assert float(kept.take("train", range(kept.size("train")))[0].max()) <= 1.0
     with pytest.raises(ValueError, match="`rescale` must be a positive number"):
         load_dataset(path, rescale=-1)
 

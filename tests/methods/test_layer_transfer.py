@@ -14,7 +14,9 @@ from kerastransfer.methods.layer_transfer import (
     code_accuracy,
     decode,
     layer_transfer_sweep,
+    load_lenet_data,
     make_codes,
+    split_arrays,
     train_source,
     trainable_free_parameters,
     training_steps,
@@ -75,13 +77,10 @@ def test_trainable_free_parameters_match_the_paper_text():
 
 def test_retained_levels_are_copied_and_stay_fixed_while_others_learn(source):
     model, report = source
-    data = load_dataset(
-        "embedded:mnist", classes=DIGITS_HIGH, samples_per_class=10, validation_split=0
-    )
-    x = np.asarray(to_image_shape(data.arrays("train")[0], (32, 32, 1), "pad"))
-    y = data.arrays("train")[1]
-    x_test = np.asarray(to_image_shape(data.arrays("test")[0][:50], (32, 32, 1), "pad"))
-    y_test = data.arrays("test")[1][:50]
+    data = load_lenet_data("embedded:mnist", classes=DIGITS_HIGH, samples_per_class=10)
+    x, y = split_arrays(data, "train")
+    x_test, y_test = data.take("test", range(50))
+    assert x.shape == (50, 32, 32, 1) and x_test.shape == (50, 32, 32, 1)
     runner = LevelRunner(model, 3, 20, 3e-3)
     for seed in (0, 1):  # the second run reuses the compiled net: it must reset it fully
         runner.reset(seed)
@@ -216,5 +215,10 @@ def test_sweep_resumes_from_cached_runs_and_recovers_the_best_weights(source, mo
     net = lenet5(best["codes"].shape[1])
     net.set_weights(best["weights"])
     data = load_dataset("embedded:mnist", classes=DIGITS_HIGH, validation_split=0)
-    x_test = np.asarray(to_image_shape(data.arrays("test")[0], (32, 32, 1), "pad"))
-    assert code_accuracy(net, x_test, data.arrays("test")[1], best["codes"]) == best["accuracy"]
+    test = data.dataset("test", batch_size=500, image_shape=(32, 32, 1), resize="pad")
+    assert code_accuracy(net, test, None, best["codes"]) == best["accuracy"]
+    # Arrays in batches of 500, as the dataset's: the same outputs, the same accuracy.
+    x_test = np.asarray(
+        to_image_shape(data.take("test", range(data.size("test")))[0], (32, 32, 1), "pad")
+    )
+    assert code_accuracy(net, x_test, data.labels("test"), best["codes"]) == best["accuracy"]

@@ -75,15 +75,9 @@ def test_same_command_prints_the_same_table(tmp_path, load_recipe):
 
 
 def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(
-    tmp_path, load_recipe, monkeypatch
+    tmp_path, load_recipe, monkeypatch, copy_embedded
 ):
-    from kerastransfer.data import load_dataset
-
-    usps = load_dataset("embedded:usps", validation_split=0)
-    (x, y), (xt, yt) = usps.arrays("train"), usps.arrays("test")
-    path = tmp_path / "my data" / "usps-copy.npz"
-    path.parent.mkdir()
-    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    path = copy_embedded("usps", tmp_path / "my data" / "usps-copy.npz")
     recipe = load_recipe("bpa_paper")
     argv = TINY + [
         "--pairs",

@@ -65,15 +65,9 @@ def without_times(rows):
 
 
 def test_dataset_by_path_seeds_and_backup_dir_resume_without_redoing_runs(
-    tmp_path, recipe, monkeypatch, capsys
+    tmp_path, recipe, monkeypatch, capsys, copy_embedded
 ):
-    from kerastransfer.data import load_dataset
-
-    usps = load_dataset("embedded:usps", validation_split=0)
-    (x, y), (xt, yt) = usps.arrays("train"), usps.arrays("test")
-    path = tmp_path / "my data" / "usps-copy.npz"
-    path.parent.mkdir()
-    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    path = copy_embedded("usps", tmp_path / "my data" / "usps-copy.npz")
     backup = tmp_path / "backup"
     argv = TINY + ["--dataset", str(path), "--seeds", "2", "--backup-dir", str(backup)]
     first = recipe.main(argv)

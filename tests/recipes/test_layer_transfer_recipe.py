@@ -87,7 +87,8 @@ def test_recipe_runs_exports_and_the_export_matches(
     # The export, loaded in a fresh process, agrees with the Keras classifier on raw uint8 digits.
     classifier, best = recipe.best_model(result["rows"])
     assert result["export"] == str(export_dir)
-    images = load_dataset("embedded:mnist", classes=DIGITS_HIGH).arrays("test")[0][::25]
+    mnist = load_dataset("embedded:mnist", classes=DIGITS_HIGH)
+    images = mnist.take("test", range(0, mnist.size("test"), 25))[0].astype("uint8")
     served = serve_in_fresh_process(export_dir, images)
     expected = classifier.predict(np.asarray(to_image_shape(images, (32, 32, 1), "pad")), verbose=0)
     np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-4, atol=1e-5)
@@ -110,13 +111,9 @@ def strip(rows):
 
 
 def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(
-    tmp_path, recipe, monkeypatch, capsys
+    tmp_path, recipe, monkeypatch, capsys, copy_embedded
 ):
-    usps = load_dataset("embedded:usps", validation_split=0)
-    (x, y), (xt, yt) = usps.arrays("train"), usps.arrays("test")
-    path = tmp_path / "my data" / "usps-copy.npz"
-    path.parent.mkdir()
-    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    path = copy_embedded("usps", tmp_path / "my data" / "usps-copy.npz")
     argv = [
         "--target",
         str(path),

@@ -16,14 +16,18 @@ def recipe(load_recipe):
     return load_recipe("off_the_shelf")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(recipe, imagenet_weights, tmp_path_factory):
-    # The embedded Fashion-MNIST sample, given as an .npz path in a folder with a space.
+def raw_test_images(n):
+    """The first `n` test images of the embedded Fashion-MNIST (the recipe's test split), 28x28x1
+    uint8, as a user has them."""
     fashion = load_dataset("embedded:fashion_mnist", validation_split=0)
-    (x, y), (xt, yt) = fashion.arrays("train"), fashion.arrays("test")
-    path = tmp_path_factory.mktemp("data") / "my data" / "fashion-copy.npz"
-    path.parent.mkdir()
-    np.savez(path, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    return fashion.take("test", range(n))[0].astype("uint8")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(recipe, imagenet_weights, tmp_path_factory, copy_embedded):
+    # The embedded Fashion-MNIST sample, given as an .npz path in a folder with a space.
+    folder = tmp_path_factory.mktemp("data") / "my data"
+    path = copy_embedded("fashion_mnist", folder / "fashion-copy.npz")
     backup, out = tmp_path_factory.mktemp("backup"), tmp_path_factory.mktemp("saved_models")
     argv = [
         "--dataset",
@@ -104,7 +108,7 @@ def test_export_serves_raw_images_like_the_keras_model(tiny_run, serve_in_fresh_
         (r for r in tiny_run["rows"] if r["key"] != "random"), key=lambda r: r["val_accuracy"]
     )
     model = tiny_run["models"][best["key"]]
-    raw = tiny_run["data"].arrays("test")[0][:4]  # 28x28x1 uint8, as a user has them
+    raw = raw_test_images(4)
     expected = model.predict(
         keras.ops.image.resize(np.repeat(raw, 3, -1).astype("float32"), (48, 48)), verbose=0
     )
@@ -144,7 +148,7 @@ def test_a_rerun_with_backup_dir_redoes_nothing_and_exports_a_kept_model(
     assert again["rows"] == tiny_run["rows"] and again["models"] == {}
     # The best method's model of seed 0 came from --backup-dir and serves like the original.
     served = tf.saved_model.load(str(tmp_path / "off_the_shelf"))
-    raw = tiny_run["data"].arrays("test")[0][:2]
+    raw = raw_test_images(2)
     reference = tf.saved_model.load(tiny_run["export_path"])
     np.testing.assert_allclose(
         served.serve(raw)["probabilities"].numpy(),

@@ -107,7 +107,9 @@ def test_trials_leave_nothing_behind_the_command_reproduces_and_the_best_is_expo
     assert tuner.graphs == [tuner.graphs[0]] * 3
     best_trial = tuner.oracle.get_best_trials(1)[0]
     # the export serves the best trial's model: its test accuracy, in a fresh process
-    images, labels = load_dataset("embedded:usps", samples_per_class=3, seed=0).arrays("test")
+    usps = load_dataset("embedded:usps", samples_per_class=3, seed=0)
+    images = usps.take("test", range(usps.size("test")))[0].astype("uint8")  # raw, as served
+    labels = usps.labels("test")
     served = serve_in_fresh_process(tmp_path / "best", images)
     test_accuracy = best_trial.metrics.get_last_value("test_accuracy")
     assert np.mean(served["label"] == labels) == pytest.approx(test_accuracy, abs=1e-6)

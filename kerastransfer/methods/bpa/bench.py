@@ -143,27 +143,28 @@ def _naive_confusions(probe, dataset):
 
 
 def _load(args):
+    shape = (args.image_size, args.image_size, 3) if args.model == "mobilenet_v2" else None
     if args.data.startswith("synthetic"):
-        rng = np.random.default_rng(0)
-        y = (np.arange(args.samples or 512) % 10).astype("int64")
-        x, num_classes = rng.uniform(0, 255, (len(y), 28, 28, 1)).astype("float32"), 10
-    else:
-        from kerastransfer.data import load_dataset
-
-        data = load_dataset(args.data, validation_split=0.0)
-        x, y = data.arrays("train")
-        if args.samples:  # a shuffled (seeded) subset: the arrays may be sorted by class
-            keep = np.random.default_rng(0).permutation(len(y))[: args.samples]
-            x, y = x[np.sort(keep)], y[np.sort(keep)]
-        num_classes = data.info.num_classes
-    if args.model == "mobilenet_v2":
         from kerastransfer.data import to_image_shape
 
-        shape = (args.image_size, args.image_size, 3)
-        x = np.concatenate(
-            [np.asarray(to_image_shape(x[i : i + 256], shape)) for i in range(0, len(x), 256)]
-        )
-    return x.astype("float32"), y.astype("int64"), num_classes
+        rng = np.random.default_rng(0)
+        y = (np.arange(args.samples or 512) % 10).astype("int64")
+        x = rng.uniform(0, 255, (len(y), 28, 28, 1)).astype("float32")
+        if shape is not None:
+            x = np.concatenate(
+                [np.asarray(to_image_shape(x[i : i + 256], shape)) for i in range(0, len(x), 256)]
+            )
+        return x.astype("float32"), y, 10
+    from kerastransfer.data import load_dataset
+
+    data = load_dataset(args.data, validation_split=0.0, image_shape=shape)
+    keep = np.arange(data.size("train"))
+    if args.samples:  # a shuffled (seeded) subset: the split may be sorted by class
+        keep = np.sort(np.random.default_rng(0).permutation(len(keep))[: args.samples])
+    # Only the examples kept are read, converted to the model's input, 256 at a time.
+    chunks = [data.take("train", keep[i : i + 256]) for i in range(0, len(keep), 256)]
+    x, y = (np.concatenate(parts) for parts in zip(*chunks))
+    return x.astype("float32"), y.astype("int64"), data.info.num_classes
 
 
 def _builder(args, input_shape, num_classes):

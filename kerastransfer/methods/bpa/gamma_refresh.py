@@ -171,11 +171,15 @@ class GammaRefresh(keras.callbacks.Callback):
             if self.samples_per_class is None and self.max_batches is None:
                 self._sample = filter_costs.as_dataset(data)
             else:
+                # From a `TransferData` the sample is drawn on its labels: only the sample's
+                # images are read (and the first batch, for its size).
                 batch = first_batch_size(data)
+                sample = dict(seed=self.seed, subset=self.subset)
                 if self.max_batches is not None:
-                    x, y = stratified_sample(data, total=self.max_batches * batch, seed=self.seed)
+                    sample["total"] = self.max_batches * batch
                 else:
-                    x, y = stratified_sample(data, self.samples_per_class, seed=self.seed)
+                    sample["samples_per_class"] = self.samples_per_class
+                x, y = stratified_sample(self.data, **sample)
                 self._sample = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
         return self._sample
 

@@ -47,8 +47,9 @@ def domain_gap(
 
     Args:
         model: a functional classifier, or a `DANModel` / `DANNModel` (its classifier is read).
-        source, target: `TransferData` (the `split` is read) or image arrays (N, H, W, C).
-            Images are converted to the model's input shape.
+        source, target: `TransferData` (of its `split`, only the images measured are read, at
+            the data's `image_shape`) or image arrays (N, H, W, C). Images are converted to the
+            model's input shape.
         layer_names: layers to measure (default: every layer with weights).
         estimate: "quadratic" or "linear" (see `MultiKernelMMD`).
         batch_size: images per domain in each batch pair (default 256).
@@ -78,29 +79,32 @@ def domain_gap(
             f"`batches` must be >= 1 and `batch_size` >= 2. Received: {batches}, {batch_size}"
         )
     image_shape = tuple(classifier.inputs[0].shape[1:])
-    x_s, x_t = _images(source, split, "source"), _images(target, split, "target")
-    per_batch = min(batch_size, len(x_s), len(x_t))
+    n_s, read_s = _reader(source, split, "source")
+    n_t, read_t = _reader(target, split, "target")
+    per_batch = min(batch_size, n_s, n_t)
     if per_batch < 2:
         raise ValueError("`source` and `target` need at least 2 images each.")
-    batches = min(batches, len(x_s) // per_batch, len(x_t) // per_batch)
+    batches = min(batches, n_s // per_batch, n_t // per_batch)
     rng = np.random.default_rng(seed)
-    order_s, order_t = rng.permutation(len(x_s)), rng.permutation(len(x_t))
+    order_s, order_t = rng.permutation(n_s), rng.permutation(n_t)
     taps = keras.Model(classifier.inputs, [classifier.get_layer(n).output for n in layer_names])
     mmd = MultiKernelMMD(estimate=estimate)
     totals = np.zeros(len(layer_names))
     for b in range(batches):
         pick = slice(b * per_batch, (b + 1) * per_batch)
-        f_s = taps(to_image_shape(x_s[order_s[pick]], image_shape), training=False)
-        f_t = taps(to_image_shape(x_t[order_t[pick]], image_shape), training=False)
+        f_s = taps(to_image_shape(read_s(order_s[pick]), image_shape), training=False)
+        f_t = taps(to_image_shape(read_t(order_t[pick]), image_shape), training=False)
         f_s = f_s if isinstance(f_s, (list, tuple)) else [f_s]
         f_t = f_t if isinstance(f_t, (list, tuple)) else [f_t]
         totals += [float(mmd(a, c)) for a, c in zip(f_s, f_t)]
     return {name: float(v / batches) for name, v in zip(layer_names, totals)}
 
 
-def _images(data, split, what):
+def _reader(data, split, what):
+    """`(number of images, read)`: `read(indices)` gives those images of `data` (only those
+    are read from a `TransferData`)."""
     if isinstance(data, TransferData):
-        return data.arrays(split)[0]
+        return data.size(split), lambda indices: data.take(split, indices)[0]
     x = np.asarray(data)
     if x.ndim == 3:
         x = x[..., None]
@@ -108,7 +112,7 @@ def _images(data, split, what):
         raise ValueError(
             f"`{what}` must be a TransferData or images (N, H, W, C). Received shape {x.shape}."
         )
-    return x
+    return len(x), lambda indices: x[indices]
 
 
 def domain_gap_main(argv=None):

@@ -8,7 +8,9 @@ shuffled and repeated as often as needed, so the two sets may have any sizes.
 
 Both domains must reach the model at one image shape. A `TransferData` is served at its
 `image_shape` (the conversion asked at `load_dataset`); arrays at their own shape. If the two
-differ and no `image_shape` is given here, that is an error, never a silent resize.
+differ and no `image_shape` is given here, that is an error, never a silent resize. A
+`TransferData` is read batch by batch, never a whole split at once, and gives the batches its
+split's arrays would.
 
 Example:
 
@@ -58,8 +60,8 @@ def paired_dataset(
     Returns:
         A `tf.data.Dataset` of `((x_source, x_target), y_source)`, images float32 in [0, 255].
     """
-    x_s, y_s, shape_s, resize_s = _source_arrays(source, split)
-    x_t, shape_t, resize_t = _target_arrays(target, split, drop_target_labels)
+    source, shape_s, resize_s = _source_spec(source, split)
+    target, shape_t, resize_t = _target_spec(target, split, drop_target_labels)
     if image_shape is not None:
         image_shape = tuple(int(d) for d in image_shape)
         if len(image_shape) != 3 or image_shape[2] not in (1, 3):
@@ -79,39 +81,82 @@ def paired_dataset(
     batch_size = int(batch_size)
     if batch_size < 2:
         raise ValueError(f"`batch_size` must be at least 2. Received: {batch_size}")
-    for what, x in (("source", x_s), ("target", x_t)):
-        if len(x) < batch_size:
+    for what, data in (("source", source), ("target", target)):
+        n = _size(data, split)
+        if n < batch_size:
             raise ValueError(
-                f"The {what} set has {len(x)} images, fewer than one batch of {batch_size}. "
+                f"The {what} set has {n} images, fewer than one batch of {batch_size}. "
                 "Lower `batch_size`."
             )
-
-    source_ds = tf.data.Dataset.from_tensor_slices((x_s, y_s))
-    target_ds = tf.data.Dataset.from_tensor_slices(x_t)
-    if shuffle:
-        source_ds = source_ds.shuffle(len(x_s), seed=seed, reshuffle_each_iteration=True)
-        target_ds = target_ds.shuffle(len(x_t), seed=seed + 1, reshuffle_each_iteration=True)
-    source_ds = source_ds.batch(batch_size, drop_remainder=True)
-    target_ds = target_ds.repeat().batch(batch_size, drop_remainder=True)
+    # Each domain is shuffled (seeded), the target repeated, both batched; a `TransferData`
+    # reads only the examples of each batch, converted in its pipeline, arrays are converted
+    # batch by batch after the zip.
+    common = dict(split=split, batch_size=batch_size, shuffle=shuffle)
+    source_ds, convert_s = _batches(source, shape_s, resize_s, seed=seed, **common)
+    target_ds, convert_t = _batches(target, shape_t, resize_t, seed=seed + 1, target=True, **common)
 
     def convert(source_batch, x_target):
+        # Every batch is full: say so in the static shapes (models trace on them).
         x_source, y_source = source_batch
-        return (
-            (
-                to_image_shape(x_source, shape_s, resize_s),
-                to_image_shape(x_target, shape_t, resize_t),
-            ),
-            y_source,
-        )
+        x_source = tf.ensure_shape(convert_s(x_source), (batch_size, *shape_s))
+        x_target = tf.ensure_shape(convert_t(x_target), (batch_size, *shape_t))
+        return (x_source, x_target), tf.ensure_shape(y_source, (batch_size,))
 
     paired = tf.data.Dataset.zip((source_ds, target_ds))
     return paired.map(convert, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _source_arrays(source, split):
+def _size(data, split):
+    return data.size(split) if isinstance(data, TransferData) else len(data[0])
+
+
+def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, target=False):
+    """Full batches of one domain and the conversion still to apply to their images: the
+    source's `(images, labels)` shuffled and batched, or the `target`'s images alone, shuffled,
+    repeated and batched.
+
+    `data` is a `TransferData`, `(images, labels)` arrays or `(images, None)`. Target batches
+    span the reshuffles, as `shuffle().repeat().batch()` does. A `TransferData`'s split is
+    repeated from outside its pipeline, so its read-ahead never starts the next reshuffle: a
+    reshuffle is drawn only when a batch reaches it, and the target orders each epoch of `fit`
+    sees do not depend on how far a pipeline read ahead. It is declared endless, so that the
+    paired dataset keeps the source's known number of batches (`fit` trains differently on a
+    dataset of unknown length).
+    """
+    if isinstance(data, TransferData):
+        ds = data.dataset(
+            split,
+            shuffle=shuffle,
+            seed=seed,
+            batch_size=batch_size,
+            drop_remainder=not target,
+            with_labels=not target,
+            image_shape=shape,
+            resize=resize,
+        )
+        if target:
+            ds = ds.repeat().rebatch(batch_size, drop_remainder=True)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        return ds, _identity
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if target:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
+    return ds, lambda images: to_image_shape(images, shape, resize)
+
+
+def _identity(images):
+    return images
+
+
+def _source_spec(source, split):
+    """`(source, shape, resize)`: the `TransferData`, or its `(images, labels)` arrays checked."""
     if isinstance(source, TransferData):
-        x, y = source.arrays(split)
-        return x, y, tuple(source.image_shape), source.resize
+        source.size(split)  # an unknown split: raise now
+        return source, tuple(source.image_shape), source.resize
     if isinstance(source, (tuple, list)) and len(source) == 2:
         x, y = (np.asarray(a) for a in source)
         x = _images(x, "source")
@@ -119,14 +164,16 @@ def _source_arrays(source, split):
             raise ValueError(
                 f"Source labels must be class ids, shape ({len(x)},). Received shape {y.shape}."
             )
-        return x, y.astype("int64"), tuple(x.shape[1:]), "resize"
+        return (x, y.astype("int64")), tuple(x.shape[1:]), "resize"
     raise TypeError(
         "`source` must be a TransferData or an (images, labels) pair of arrays. Received: "
         f"{type(source).__name__}"
     )
 
 
-def _target_arrays(target, split, drop_target_labels):
+def _target_spec(target, split, drop_target_labels):
+    """`(target, shape, resize)`: the `TransferData` (its labels are never read), or `(images,
+    None)`."""
     labelled = isinstance(target, TransferData) or (
         isinstance(target, (tuple, list)) and len(target) == 2
     )
@@ -137,13 +184,14 @@ def _target_arrays(target, split, drop_target_labels):
             "pass the target images alone."
         )
     if isinstance(target, TransferData):
-        return target.arrays(split)[0], tuple(target.image_shape), target.resize
+        target.size(split)  # an unknown split: raise now
+        return target, tuple(target.image_shape), target.resize
     if labelled:
         target = target[0]
     if isinstance(target, tf.data.Dataset):
         raise TypeError("`target` must be arrays or a TransferData, not a tf.data.Dataset.")
     x = _images(np.asarray(target), "target")
-    return x, tuple(x.shape[1:]), "resize"
+    return (x, None), tuple(x.shape[1:]), "resize"
 
 
 def _images(x, what):

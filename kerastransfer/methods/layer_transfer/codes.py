@@ -52,13 +52,26 @@ def decode(outputs, codes):
 
 
 def code_accuracy(model, images, labels, codes, *, batch_size=500):
-    """Fraction of `images` whose nearest code is their label's."""
+    """Fraction of `images` whose nearest code is their label's.
+
+    `images` and `labels` are arrays (run in batches of `batch_size`), or `images` is a batched
+    `tf.data.Dataset` of `(images, labels)` (read once, batch by batch) and `labels` None.
+    """
     # Direct calls, not `predict`: the sweep tests many nets once each, and `predict` would
     # trace a graph for every one of them.
-    outputs = np.concatenate(
-        [
-            np.asarray(model(images[i : i + batch_size], training=False))
+    if labels is None:
+        batches = ((x, np.asarray(y)) for x, y in images)
+    else:
+        labels = np.asarray(labels)
+        batches = (
+            (images[i : i + batch_size], labels[i : i + batch_size])
             for i in range(0, len(images), batch_size)
-        ]
-    )
-    return float(np.mean(decode(outputs, codes) == np.asarray(labels)))
+        )
+    correct = total = 0
+    for x, y in batches:
+        outputs = np.asarray(model(x, training=False))
+        correct += int(np.sum(decode(outputs, codes) == y))
+        total += len(y)
+    if not total:
+        raise ValueError("No images to test: `images` is empty.")
+    return float(correct / total)

@@ -5,8 +5,9 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from kerastransfer.data import load_dataset, to_image_shape
+from kerastransfer.data import load_dataset
 from kerastransfer.methods.layer_transfer.codes import (
     code_accuracy,
     make_codes,
@@ -29,12 +30,13 @@ def compile_code_model(model, *, learning_rate=1e-3):
     return model
 
 
-def load_images(
+def load_lenet_data(
     source, *, classes=None, samples_per_class=None, validation_split=0.0, resize="pad", seed=0
 ):
-    """`load_dataset` with its splits as 32x32x1 float NumPy arrays in [0, 255]: a dict of
-    split -> (images, labels), plus the `TransferData` under "data"."""
-    data = load_dataset(
+    """`load_dataset` at the LeNet-5 input, `IMAGE_SHAPE` (32x32x1): a `TransferData` whose
+    pipelines and `take` give 32x32x1 float images in [0, 255] (28x28 digits padded by default).
+    """
+    return load_dataset(
         source,
         classes=classes,
         samples_per_class=samples_per_class,
@@ -43,13 +45,18 @@ def load_images(
         resize=resize,
         seed=seed,
     )
-    splits = {"data": data}
-    for split in ("train", "validation", "test"):
-        if split == "validation" and not validation_split:
-            continue
-        x, y = data.arrays(split)
-        splits[split] = (np.asarray(to_image_shape(x, IMAGE_SHAPE, resize)), y)
-    return splits
+
+
+def split_arrays(data, split):
+    """`(images, labels)` arrays of one split of `data`: for the small sets of the sweep only
+    (k samples per class); larger splits are read through `data.dataset`."""
+    return data.take(split, np.arange(data.size(split)))
+
+
+def coded(dataset, codes):
+    """A dataset of `(images, labels)` as `(images, codes[labels])`, the code nets' targets."""
+    codes = tf.constant(codes)
+    return dataset.map(lambda x, y: (x, tf.gather(codes, y)))
 
 
 @dataclasses.dataclass
@@ -88,36 +95,42 @@ def train_source(
 ):
     """Train the source LeNet-5 on `source` (all of its training images of `classes`).
 
-    The codes, the validation split (10%) and the initial weights are drawn with `seed`;
-    `callbacks` go to `fit` (e.g. `keras.callbacks.BackupAndRestore` to resume).
+    The codes, the validation split (10%), the initial weights and the order of the training
+    images (reshuffled every epoch) are drawn with `seed`; images are read batch by batch, the
+    training split is never held whole. `callbacks` go to `fit` (e.g.
+    `keras.callbacks.BackupAndRestore` to resume).
 
     Returns:
         `(model, SourceReport)`.
     """
     start = time.perf_counter()
-    splits = load_images(source, classes=classes, validation_split=0.1, resize=resize, seed=seed)
-    info = splits["data"].info
+    data = load_lenet_data(source, classes=classes, validation_split=0.1, resize=resize, seed=seed)
+    info = data.info
     code_table = make_codes(codes, info.num_classes, seed=seed)
     keras.utils.set_random_seed(seed)
     model = compile_code_model(
         lenet5(code_table.shape[1], name="source"), learning_rate=learning_rate
     )
-    (x, y), (xv, yv) = splits["train"], splits["validation"]
+    train = data.dataset("train", shuffle=True, seed=seed, batch_size=batch_size)
+    validation = data.dataset("validation", batch_size=batch_size)
     model.fit(
-        x,
-        code_table[y],
-        validation_data=(xv, code_table[yv]),
+        coded(train, code_table),
+        validation_data=coded(validation, code_table),
         epochs=epochs,
-        batch_size=batch_size,
         callbacks=list(callbacks),
         verbose=verbose,
+        shuffle=False,  # the pipeline reshuffles, seeded
     )
+
+    def accuracy(split):
+        return code_accuracy(model, data.dataset(split, batch_size=500), None, code_table)
+
     report = SourceReport(
         source=str(source),
         classes=None if classes is None else list(classes),
         codes=code_table,
-        train_accuracy=code_accuracy(model, x, y, code_table),
-        test_accuracy=code_accuracy(model, *splits["test"], code_table),
+        train_accuracy=accuracy("train"),
+        test_accuracy=accuracy("test"),
         seconds=time.perf_counter() - start,
         raw_shape=info.image_shape,
     )

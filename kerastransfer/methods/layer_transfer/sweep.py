@@ -11,7 +11,8 @@ from kerastransfer.methods.layer_transfer.codes import code_accuracy, make_codes
 from kerastransfer.methods.layer_transfer.source_net import (
     check_retained,
     compile_code_model,
-    load_images,
+    load_lenet_data,
+    split_arrays,
     trainable_free_parameters,
     transfer_lenet,
 )
@@ -53,7 +54,9 @@ class LevelRunner:
             variable.assign(value)
 
     def run(self, x, y, codes, x_test, y_test, *, epochs, min_steps, batch_size, seed):
-        """Train on `(x, codes[y])` from a fresh start seeded by `seed`; the test accuracy."""
+        """Train on `(x, codes[y])` from a fresh start seeded by `seed`; the test accuracy on
+        `(x_test, y_test)` arrays, or on `x_test` a batched dataset of `(images, labels)` (and
+        `y_test` None)."""
         self.reset(seed)
         steps = training_steps(len(x), epochs=epochs, min_steps=min_steps, batch_size=batch_size)
         # One Keras epoch of `steps` full batches drawn from the repeated, reshuffled set: the
@@ -86,8 +89,7 @@ def training_steps(num_samples, *, epochs, min_steps=0, batch_size=32):
 def available_per_class(source, classes=None):
     """Training images per class of `source` (after class subsetting)."""
     data = load_dataset(source, classes=classes, validation_split=0)
-    y = data.arrays("train")[1]
-    return np.bincount(y, minlength=data.info.num_classes)
+    return np.bincount(data.labels("train"), minlength=data.info.num_classes)
 
 
 def check_sweep_args(levels, samples_per_class, trials, available):
@@ -167,9 +169,11 @@ def layer_transfer_sweep(
     """
     levels, samples_per_class = list(levels), list(samples_per_class)
     check_sweep_args(levels, samples_per_class, trials, available_per_class(target, target_classes))
-    test = load_images(target, classes=target_classes, resize=resize)
-    num_classes = test["data"].info.num_classes
-    x_test, y_test = test["test"]
+    test = load_lenet_data(target, classes=target_classes, resize=resize)
+    num_classes = test.info.num_classes
+    # The test split is read batch by batch for every run, never held whole; the training sets
+    # (k per class) are small arrays.
+    x_test, y_test = test.dataset("test", batch_size=500), None
     code_tables = [make_codes(codes, num_classes, seed=seed + 1000 + t) for t in range(trials)]
     code_bits = code_tables[0].shape[1]
     table = free_parameter_table(lenet5(code_bits))
@@ -177,9 +181,10 @@ def layer_transfer_sweep(
     rows, best = [], None
     for k in samples_per_class:
         for t in range(trials):
-            x, y = load_images(
+            train = load_lenet_data(
                 target, classes=target_classes, samples_per_class=k, resize=resize, seed=seed + t
-            )["train"]
+            )
+            x, y = split_arrays(train, "train")
             for n in levels:
                 kept = {}  # the weights of a run trained here (not cached)
 

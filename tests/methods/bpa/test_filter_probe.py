@@ -207,7 +207,7 @@ def test_transfer_data_subsets():
         s: filter_confusions([probe], labelled_set(data, s))[0]
         for s in ("train", "validation", "train+validation")
     }
-    n_train, n_val = len(data.arrays("train")[1]), len(data.arrays("validation")[1])
+    n_train, n_val = data.size("train"), data.size("validation")
     assert counts["train"].sum() == 3 * n_train and counts["validation"].sum() == 3 * n_val
     np.testing.assert_array_equal(
         counts["train+validation"], counts["train"] + counts["validation"]

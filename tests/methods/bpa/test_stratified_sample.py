@@ -94,3 +94,25 @@ def test_non_finite_images_and_losses_raise():
         bpa.fit(bad, y, batch_size=12, epochs=1, verbose=0)
     for old, v in zip(before, bpa.network.weights):
         np.testing.assert_array_equal(v.numpy(), old)  # no step was applied
+
+
+def test_a_transfer_data_sample_reads_only_its_images_and_equals_the_pipelines():
+    from kerastransfer.data import load_dataset
+
+    data = load_dataset("embedded:usps", samples_per_class=20, validation_split=0.2)
+    read = []
+    take = data.take
+    data.take = lambda split, indices: read.append(len(indices)) or take(split, indices)
+    for subset in ("train", "validation", "train+validation"):
+        for size in (dict(samples_per_class=3), dict(total=25), dict(samples_per_class=500)):
+            read.clear()
+            x, y = stratified_sample(data, subset=subset, seed=2, **size)
+            assert sum(read) == len(y)  # the sample's images, nothing more
+            streamed = data.dataset("train") if subset == "train" else data.validation
+            if subset == "train+validation":
+                streamed = data.dataset("train").concatenate(data.validation)
+            xs, ys = stratified_sample(streamed, seed=2, **size)
+            np.testing.assert_array_equal(x, xs)
+            np.testing.assert_array_equal(y, ys)
+    with pytest.raises(ValueError, match="subset"):
+        stratified_sample(class_sorted(), samples_per_class=2, subset="validation")
