@@ -96,7 +96,7 @@ class DatasetCache:
                 os.remove(os.path.join(self.folder, stale))
         return path
 
-    def pipeline(self, split, batch_size, *, shuffle=None, repeat=False, drop_remainder=False):
+    def pipeline(self, split, batch_size, *, shuffle=None, drop_remainder=False):
         data = self.data
         records, positions = data._index(split)
         order = np.random.default_rng(data.seed).permutation(positions)
@@ -106,6 +106,4 @@ class DatasetCache:
         if shuffle is not None:
             buffer = min(len(positions), SHUFFLE_BUFFER)
             ds = ds.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
-        if repeat:
-            ds = ds.repeat()
         return ds.batch(batch_size, drop_remainder=drop_remainder)

@@ -31,11 +31,11 @@ TFDS_SHUFFLE_BUFFER = 1024  # encoded examples held by a tensorflow-datasets shu
 _CHECK_BATCH = 64  # encoded files checked together
 
 
-def _order(positions, shuffle, repeat):
+def _order(positions, shuffle):
     ds = tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64))
     if shuffle is not None:
         ds = ds.shuffle(len(positions), seed=shuffle, reshuffle_each_iteration=True)
-    return ds.repeat() if repeat else ds
+    return ds
 
 
 def _take(records, positions, image_shape, resize):
@@ -59,7 +59,7 @@ class ArrayRecords:
         return f"image {position}"
 
     def pipeline(self, positions, batch_size, image_shape, resize, *, shuffle=None,
-                 repeat=False, drop_remainder=False, with_labels=True, skipped=None):  # fmt: skip
+                 drop_remainder=False, with_labels=True, skipped=None):  # fmt: skip
         images, labels = self.images, tf.constant(self.labels)
         dtype = tf.as_dtype(images.dtype)
 
@@ -73,7 +73,7 @@ class ArrayRecords:
             x = to_image_shape(x, image_shape, resize)
             return (x, tf.gather(labels, p)) if with_labels else x
 
-        ds = _order(positions, shuffle, repeat).batch(batch_size, drop_remainder=drop_remainder)
+        ds = _order(positions, shuffle).batch(batch_size, drop_remainder=drop_remainder)
         return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
     def take(self, positions, image_shape, resize):
@@ -93,10 +93,10 @@ class _EncodedRecords:
         raise NotImplementedError
 
     def pipeline(self, positions, batch_size, image_shape, resize, *, shuffle=None,
-                 repeat=False, drop_remainder=False, with_labels=True, skipped=None):  # fmt: skip
+                 drop_remainder=False, with_labels=True, skipped=None):  # fmt: skip
         reads_itself = skipped is not None and isinstance(self, FileRecords)
         gray = self.native_shape[-1] == 1
-        examples = self._ordered(positions, shuffle, repeat, read=not reads_itself)
+        examples = self._ordered(positions, shuffle, read=not reads_itself)
         if skipped is None:  # checked a batch at a time (per-file checks cost a third)
 
             @tf.autograph.experimental.do_not_convert
@@ -108,8 +108,8 @@ class _EncodedRecords:
                 _checked, num_parallel_calls=tf.data.AUTOTUNE
             )
             ds = checked.unbatch().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            if not repeat:  # the count unbatching and filtering hide from Keras's progress bar
-                ds = ds.apply(tf.data.experimental.assert_cardinality(len(positions)))
+            # the count unbatching hides (Keras trains a dataset of unknown length differently)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(positions)))
         else:
             decoder = skipped.decoder(image_shape, resize, read=reads_itself, gray=gray)
             ds = examples.map(decoder, num_parallel_calls=tf.data.AUTOTUNE)
@@ -117,8 +117,8 @@ class _EncodedRecords:
             ds = ds.map(lambda x, label, ok: (x, label) if with_labels else x)
         return ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    def _ordered(self, positions, shuffle, repeat, read=True):
-        return self.encoded(_order(positions, shuffle, repeat), read=read)
+    def _ordered(self, positions, shuffle, read=True):
+        return self.encoded(_order(positions, shuffle), read=read)
 
     def take(self, positions, image_shape, resize):
         return _take(self, positions, image_shape, resize)
@@ -168,12 +168,12 @@ class TfdsRecords(_EncodedRecords):
         order = np.argsort(np.argsort(positions, kind="stable"), kind="stable")
         return x[order], y[order]
 
-    def _ordered(self, positions, shuffle, repeat, read=True):
+    def _ordered(self, positions, shuffle, read=True):
         ds = self.encoded(np.sort(np.asarray(positions, np.int64)))
         if shuffle is not None:
             buffer = min(len(positions), TFDS_SHUFFLE_BUFFER)
             ds = ds.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
-        return ds.repeat() if repeat else ds
+        return ds
 
     def encoded(self, positions, read=True):
         import tensorflow_datasets as tfds

@@ -126,14 +126,12 @@ class TransferData:
         in memory: for small sets and inspection; the toolkit itself never calls it."""
         return self.take(split, np.arange(self.size(split)))
 
-    def dataset(self, split, *, shuffle=False, batch_size=None, seed=None, repeat=False,
-                drop_remainder=False, with_labels=True, augment=False, image_shape=None,
-                resize=None):  # fmt: skip
+    def dataset(self, split, *, shuffle=False, batch_size=None, seed=None, drop_remainder=False,
+                with_labels=True, augment=False, image_shape=None, resize=None):  # fmt: skip
         """A batched, prefetched pipeline of one split.
 
         Args:
             shuffle: reshuffle every epoch (seeded by `seed`, default the data's seed).
-            repeat: repeat forever (shuffling across epochs, as `Dataset.repeat` does).
             with_labels: batches of `(images, labels)`, or of images alone.
             augment: apply the data's augmentation (the `train` pipeline does).
             image_shape, resize: convert to another shape than the data's.
@@ -144,14 +142,14 @@ class TransferData:
         resize = self.resize if resize is None else check_resize(resize)
         order = (self.seed if seed is None else seed) if shuffle else None
         if self._cache is not None and shape == self.image_shape and resize == self.resize:
-            ds = self._cache.pipeline(split, batch_size, shuffle=order, repeat=repeat,
+            ds = self._cache.pipeline(split, batch_size, shuffle=order,
                                       drop_remainder=drop_remainder)  # fmt: skip
             if not with_labels:
                 ds = ds.map(lambda x, y: x)
         else:
             ds = records.pipeline(positions, batch_size, shape, resize, shuffle=order,
-                                  repeat=repeat, drop_remainder=drop_remainder,
-                                  with_labels=with_labels, skipped=self.skipped)  # fmt: skip
+                                  drop_remainder=drop_remainder, with_labels=with_labels,
+                                  skipped=self.skipped)  # fmt: skip
         if augment and self.augment is not None:
             if not with_labels:
                 raise ValueError("`augment=True` needs `with_labels=True`.")

@@ -210,3 +210,24 @@ def test_pixels_outside_0_255_and_channels_first_are_flagged(tmp_path):
     nchw = np.zeros((60, 1, 8, 8), np.uint8)
     with pytest.raises(ValueError, match=r"Channels first\? .* x.transpose\(0, 2, 3, 1\)"):
         load_dataset(write_npz(tmp_path / "b.npz", x_train=nchw))
+
+
+@pytest.mark.parametrize(
+    "source, kwargs, digests",
+    [
+        ("embedded:mnist", dict(samples_per_class=5, seed=3),
+         ["d4526e0cb1d3", "99d5b47d836a", "83d1c1aa8951"]),
+        ("embedded:usps", dict(classes=[7, 2, 9], validation_split=0.2, seed=1),
+         ["9df3a589e6b5", "96417aea8a17", "1835992c0e53"]),
+    ],
+)  # fmt: skip
+def test_the_same_seed_draws_the_examples_the_array_loader_drew(source, kwargs, digests):
+    """Digests of each split's images and labels as the loader that held whole arrays drew them
+    (recorded from it): the index-based loader must draw exactly those, in that order."""
+    import hashlib
+
+    d = load_dataset(source, **kwargs)
+    for split, digest in zip(("train", "validation", "test"), digests):
+        x, y = d.take(split, np.arange(d.size(split)))
+        data = x.astype(np.uint8).tobytes() + y.astype(np.int64).tobytes()
+        assert hashlib.sha1(data).hexdigest()[:12] == digest, split
