@@ -28,7 +28,6 @@ from kerastransfer.data.image_decoding import (
 
 DEFAULT_FILE_SHAPE = (224, 224, 3)  # images of unknown size: the keras.applications default
 TFDS_SHUFFLE_BUFFER = 1024  # encoded examples held by a tensorflow-datasets shuffle
-_CHECK_BATCH = 64  # encoded files checked together
 
 
 def _order(positions, shuffle):
@@ -80,11 +79,6 @@ class ArrayRecords:
         return _take(self, positions, image_shape, resize)
 
 
-@tf.autograph.experimental.do_not_convert
-def _checked(contents, labels, names):
-    return check_readable(contents, names), labels
-
-
 class _EncodedRecords:
     """Records whose examples are encoded images, decoded one by one at the model's size."""
 
@@ -97,24 +91,26 @@ class _EncodedRecords:
         reads_itself = skipped is not None and isinstance(self, FileRecords)
         gray = self.native_shape[-1] == 1
         examples = self._ordered(positions, shuffle, read=not reads_itself)
-        if skipped is None:  # checked a batch at a time (per-file checks cost a third)
+        if skipped is None:  # checked and decoded a batch at a time: as fast as Keras's loader
+            spec = tf.TensorSpec(image_shape, tf.float32)
 
             @tf.autograph.experimental.do_not_convert
-            def decode(contents, label):
-                x = decode_to_shape(contents, image_shape, resize, gray)
-                return (x, label) if with_labels else x
+            def decode(contents, labels, names):
+                contents = check_readable(contents, names)
+                x = tf.map_fn(
+                    lambda one: decode_to_shape(one, image_shape, resize, gray),
+                    contents,
+                    fn_output_signature=spec,
+                    parallel_iterations=8,
+                )
+                return (x, labels) if with_labels else x
 
-            checked = examples.batch(_CHECK_BATCH).map(
-                _checked, num_parallel_calls=tf.data.AUTOTUNE
-            )
-            ds = checked.unbatch().map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-            # the count unbatching hides (Keras trains a dataset of unknown length differently)
-            ds = ds.apply(tf.data.experimental.assert_cardinality(len(positions)))
-        else:
-            decoder = skipped.decoder(image_shape, resize, read=reads_itself, gray=gray)
-            ds = examples.map(decoder, num_parallel_calls=tf.data.AUTOTUNE)
-            ds = ds.filter(lambda x, label, ok: ok)
-            ds = ds.map(lambda x, label, ok: (x, label) if with_labels else x)
+            batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+            return batches.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+        decoder = skipped.decoder(image_shape, resize, read=reads_itself, gray=gray)
+        ds = examples.map(decoder, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.filter(lambda x, label, ok: ok)
+        ds = ds.map(lambda x, label, ok: (x, label) if with_labels else x)
         return ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def _ordered(self, positions, shuffle, read=True):
@@ -180,6 +176,7 @@ class TfdsRecords(_EncodedRecords):
 
         keep = np.zeros(len(self.labels), bool)
         keep[np.asarray(positions, np.int64)] = True
+        keep_count = keep.sum()  # the filter hides it (Keras trains unknown lengths otherwise)
         keep, name = tf.constant(keep), f"{self.builder.name}[{self.split}] example "
         labels = tf.constant(self.labels)  # relabelled by a class subset: not the records' own
         records = self.builder.as_dataset(
@@ -194,6 +191,7 @@ class TfdsRecords(_EncodedRecords):
             return example[self.image_key], tf.gather(labels, i), name_i
 
         selected = records.enumerate().filter(lambda i, example: tf.gather(keep, i))
+        selected = selected.apply(tf.data.experimental.assert_cardinality(int(keep_count)))
         return selected.map(fields, num_parallel_calls=tf.data.AUTOTUNE)
 
 
