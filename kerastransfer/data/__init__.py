@@ -2,7 +2,14 @@
 
 - `load_dataset` (`load_dataset.py`): embedded samples, `.npz` files, image folders and
   tensorflow-datasets names, split (stratified validation, samples per class, class subsets).
-- `TransferData`, `DatasetInfo` (`transfer_data.py`): the splits, served as `tf.data` pipelines.
+- `TransferData`, `DatasetInfo` (`transfer_data.py`): the splits, indexes served as streaming
+  `tf.data` pipelines.
+- `records.py`: where a split's examples live (an array, image files, tensorflow-datasets
+  records) and how a pipeline reads them; `sources.py` builds them from a source.
+- `image_decoding.py`: image files checked and decoded in the graph at the model's size.
+- `augmentation.py`: seeded training-time augmentation presets from Keras preprocessing layers.
+- `dataset_cache.py`: `cache=`, decoded examples kept in memory or a folder.
+- `read_errors.py`: a pipeline's failure to read an image, as an error naming the file.
 - `to_image_shape`, `convert_channels` (`convert.py`): gray <-> RGB and resizing, in the graph.
 """
 
