@@ -16,9 +16,8 @@ import tensorflow as tf
 SHUFFLE_BUFFER = 4096  # feature vectors held by the warm-up's shuffle
 
 
-def _write(body, dataset, path):
-    """Pooled features and labels of a batched dataset, one record pair per batch."""
-    features = tf.function(lambda x: tf.cast(body(x, training=False), tf.float32))
+def _write(features, dataset, path):
+    """Pooled `features(images)` and labels of a batched dataset, one record pair per batch."""
     count = 0
     with tf.io.TFRecordWriter(path) as writer:
         for x, y in dataset:
@@ -47,8 +46,11 @@ def warm_up_head(body, head, data, *, epochs, learning_rate, batch_size, seed, l
     width = int(head.input_shape[-1])
     with tempfile.TemporaryDirectory(prefix="kerastransfer-warmup-") as folder:
         train_file, val_file = os.path.join(folder, "train"), os.path.join(folder, "val")
-        n = _write(body, data.dataset("train", shuffle=True, seed=seed), train_file)
-        n_val = _write(body, data.validation, val_file)
+        features = tf.function(  # traced once for both splits (and once for a short batch)
+            lambda x: tf.cast(body(x, training=False), tf.float32), reduce_retracing=True
+        )
+        n = _write(features, data.dataset("train", shuffle=True, seed=seed), train_file)
+        n_val = _write(features, data.validation, val_file)
         train = _read(train_file, width, n).shuffle(min(n, SHUFFLE_BUFFER), seed=seed)
         # a first batch shorter than `batch_size` would split unevenly across replicas, which
         # Keras's first-batch build under a strategy cannot average (one batch of all, then)
