@@ -11,7 +11,7 @@ The flat public API; each name lives in the module named after it:
 - `kerastransfer.layers`: `GradientReversal`.
 - `kerastransfer.methods`: one folder or file per method (`bpa/`, `dan/`, `spottune/`,
   `distillation`, `feature_extraction`, `layer_transfer/`).
-- `kerastransfer.fine_tune`, `kerastransfer.tuning`: `fine_tune` (one call) and the keras-tuner
+- `kerastransfer.fine_tuning`, `kerastransfer.tuning`: `fine_tune` (one call) and the keras-tuner
   search over transfer choices.
 - `kerastransfer.export`: `export_serving` (SavedModel, ONNX, LiteRT) and `verify_export`.
 """
@@ -25,18 +25,18 @@ from kerastransfer import models  # noqa: E402, F401  (registers LeNet layers fo
 from kerastransfer.callbacks import GammaRefresh, GradualUnfreezing, LearningRateLogger, LRFinder
 from kerastransfer.data import DatasetInfo, TransferData, load_dataset
 from kerastransfer.export import export_serving, verify_export
-from kerastransfer.fine_tune import fine_tune
+from kerastransfer.fine_tuning import fine_tune
 from kerastransfer.layers import GradientReversal
 from kerastransfer.losses import MultiKernelMMD
 from kerastransfer.methods.bpa import BPAModel, MultiWorkerTrainer
-from kerastransfer.methods.dan import (
+from kerastransfer.methods.distillation import build_distiller, logits_model
+from kerastransfer.methods.domain_adaptation import (
     AdaptationRamp,
     DANModel,
     DANNModel,
     domain_gap,
     paired_dataset,
 )
-from kerastransfer.methods.distillation import build_distiller, logits_model
 from kerastransfer.methods.spottune import (
     SpotTuneModel,
     find_blocks,

@@ -20,10 +20,10 @@ import argparse
 import os
 import sys
 
-# Same as `kerastransfer.fine_tune.METHODS` (kept here so parsing never imports TensorFlow).
+# Same as `kerastransfer.fine_tuning.METHODS` (kept here so parsing never imports TensorFlow).
 METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
 FORMATS = ("saved_model", "onnx", "litert")
-# Same as `kerastransfer.fine_tune.devices.PRECISIONS`.
+# Same as `kerastransfer.fine_tuning.devices.PRECISIONS`.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -174,12 +174,12 @@ def add_fit_flags(p, *, with_source=True):
 
 
 def _fit(args):
-    from kerastransfer.fine_tune import fine_tune
+    from kerastransfer.fine_tuning import fine_tune
 
     _check_data(args.data)
     if args.devices is not None:  # before any data is loaded
         from kerastransfer._command_startup import quiet_native_output
-        from kerastransfer.fine_tune.devices import check_device_count, visible_gpus
+        from kerastransfer.fine_tuning.devices import check_device_count, visible_gpus
 
         with quiet_native_output():  # TensorFlow's device start-up lines (the CUDA probe)
             visible_gpus()
@@ -236,7 +236,7 @@ def _check_data(data):
 
 
 def _tune(args):
-    from kerastransfer.tuning.search import search
+    from kerastransfer.tuning.transfer_search import search
 
     _check_data(args.data)
     search(
@@ -399,9 +399,9 @@ def build_parser():
 # Sub-commands whose module parses its own arguments: name -> "module:function(argv)".
 DELEGATED = {
     "bench": "kerastransfer.methods.bpa.bench:main",
-    "bench-dan": "kerastransfer.methods.dan.bench:main",
+    "bench-dan": "kerastransfer.methods.domain_adaptation.bench:main",
     "bench-spottune": "kerastransfer.methods.spottune.bench:main",
-    "gap": "kerastransfer.methods.dan.domain_gap:domain_gap_main",
+    "gap": "kerastransfer.methods.domain_adaptation.discrepancy:domain_gap_main",
 }
 
 _ERRORS = (

@@ -50,7 +50,7 @@ from _common import (  # noqa: E402
 from kerastransfer.data import load_dataset  # noqa: E402
 from kerastransfer.export import export_serving  # noqa: E402
 from kerastransfer.losses import MultiKernelMMD  # noqa: E402
-from kerastransfer.methods.dan import (  # noqa: E402
+from kerastransfer.methods.domain_adaptation import (  # noqa: E402
     AdaptationRamp,
     DANModel,
     DANNModel,

@@ -9,7 +9,7 @@ import pytest
 from kerastransfer.cli import METHODS as CLI_METHODS
 from kerastransfer.cli import PRECISIONS as CLI_PRECISIONS
 from kerastransfer.cli import build_parser, main
-from kerastransfer.fine_tune import METHODS
+from kerastransfer.fine_tuning import METHODS
 from kerastransfer.models import small_cnn
 
 
@@ -73,7 +73,7 @@ def test_the_methods_agree_with_fine_tune():
 
 
 def test_more_devices_than_there_are_exit_2_with_one_line(capsys):
-    from kerastransfer.fine_tune.devices import PRECISIONS, visible_gpus
+    from kerastransfer.fine_tuning.devices import PRECISIONS, visible_gpus
 
     assert CLI_PRECISIONS == PRECISIONS
     n = str(max(len(visible_gpus()), 1) + 1)  # one more than there are
@@ -96,7 +96,7 @@ def test_more_devices_than_there_are_exit_2_with_one_line(capsys):
 def test_devices_and_precision_reach_fine_tune(monkeypatch):
     import importlib
 
-    package = importlib.import_module("kerastransfer.fine_tune")  # the package, not the function
+    package = importlib.import_module("kerastransfer.fine_tuning")  # the package, not the function
     calls = []
     monkeypatch.setattr(package, "fine_tune", lambda *a, **k: calls.append(k))
     argv = ["fit", "x.keras", "embedded:usps", "--devices", "1", "--precision", "mixed_bfloat16"]

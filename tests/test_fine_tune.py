@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerastransfer.fine_tune import METHODS, fine_tune
+from kerastransfer.fine_tuning import METHODS, fine_tune
 from kerastransfer.models import small_cnn
 
 DATA = "embedded:usps"  # 16x16 gray digits, converted to the source's 28x28 input
@@ -200,7 +200,7 @@ def test_an_application_that_cannot_load_offline_names_the_file(tmp_path, monkey
         )
 
     monkeypatch.setattr(keras.utils, "get_file", no_network)
-    from kerastransfer.fine_tune import load_application_source
+    from kerastransfer.fine_tuning import load_application_source
 
     with pytest.raises(ValueError, match="put densenet121_weights.*notop.h5 into .*models/"):
         load_application_source("DenseNet121", (32, 32, 1))

@@ -1,6 +1,6 @@
 """Transfer-learning data: `load_dataset` and what it returns.
 
-- `load_dataset` (`load_dataset.py`): embedded samples, `.npz` files, image folders and
+- `load_dataset` (`loading.py`): embedded samples, `.npz` files, image folders and
   tensorflow-datasets names, split (stratified validation, samples per class, class subsets).
 - `TransferData`, `DatasetInfo` (`transfer_data.py`): the splits, indexes served as streaming
   `tf.data` pipelines.
@@ -14,7 +14,7 @@
 """
 
 from kerastransfer.data.convert import convert_channels, to_image_shape
-from kerastransfer.data.load_dataset import load_dataset
+from kerastransfer.data.loading import load_dataset
 from kerastransfer.data.sources import EMBEDDED
 from kerastransfer.data.transfer_data import DatasetInfo, TransferData
 

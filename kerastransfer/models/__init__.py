@@ -1,16 +1,16 @@
 """Networks the recipes and tests use; each takes raw pixels in [0, 255] and scales them itself.
 
-- `small_cnn` (`small_cnn.py`): the paper-sized primary network (conv1 with 20 filters).
+- `small_cnn` (`cnn.py`): the paper-sized primary network (conv1 with 20 filters).
 - `mobilenet_v2_classifier` (`mobilenet_v2.py`): ImageNet MobileNetV2 with a new softmax head.
-- `digits_lenet` (`digits_lenet.py`): the LeNet of Transfer-Learning-Library's digits
+- `digits_lenet` (`digits_network.py`): the LeNet of Transfer-Learning-Library's digits
   benchmark (28x28 gray, a bottleneck for domain adaptation).
 - `lenet5` (`lenet.py`): LeNet-5 variant with exactly the free parameters of Gutstein et al.'s
   Table 1, and its layers (`Subsampling2D`, `PartialConv2D`, `CodeSoftmax`).
 """
 
-from kerastransfer.models.digits_lenet import digits_lenet
+from kerastransfer.models.cnn import small_cnn
+from kerastransfer.models.digits_network import digits_lenet
 from kerastransfer.models.lenet import lenet5
 from kerastransfer.models.mobilenet_v2 import mobilenet_v2_classifier
-from kerastransfer.models.small_cnn import small_cnn
 
 __all__ = ["digits_lenet", "lenet5", "mobilenet_v2_classifier", "small_cnn"]

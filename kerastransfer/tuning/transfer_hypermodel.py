@@ -33,7 +33,7 @@ Example:
 
 import keras_tuner
 
-from kerastransfer.fine_tune import METHODS, build_transfer_model, train_transfer_model
+from kerastransfer.fine_tuning import METHODS, build_transfer_model, train_transfer_model
 from kerastransfer.surgery import weighted_levels
 
 SEARCH_SPACE = {

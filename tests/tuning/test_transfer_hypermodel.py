@@ -3,7 +3,7 @@ import keras_tuner
 import pytest
 
 from kerastransfer.data import load_dataset
-from kerastransfer.fine_tune import METHODS
+from kerastransfer.fine_tuning import METHODS
 from kerastransfer.models import small_cnn
 from kerastransfer.tuning import SEARCH_SPACE, TransferHyperModel
 

@@ -10,9 +10,9 @@ parameters of filter k during fine-tuning.
   flat view of a model with nested models inlined.
 - `channel_slices.py`: the parameter slices that belong to each filter (`channel_slices`,
   `filter_parameters`), and the variables left unscaled where channels are mixed.
-- `stratified_sample.py`: `stratified_sample`, the class-balanced sample Gamma can run on.
-- `filter_probe.py`, `tile_pass.py`, `separable_pass.py`: the d masked forward passes, batched
-  (`filter_probe` picks the strategy).
+- `sampling.py`: `stratified_sample`, the class-balanced sample Gamma can run on.
+- `probing.py`, `tile_pass.py`, `separable_pass.py`: the d masked forward passes, batched
+  (`probing.filter_probe` picks the strategy).
 - `filter_costs.py`: `compute_gamma`, `filter_confusions`, `labelled_set`.
 - `bpa_model.py`: `BPAModel`, the model whose `train_step` scales each filter's gradients.
 - `gamma_refresh.py`: `GammaRefresh`, the callback that recomputes Gamma during `fit`.
@@ -23,10 +23,10 @@ parameters of filter k during fine-tuning.
 from kerastransfer.methods.bpa.bpa_model import BPAModel
 from kerastransfer.methods.bpa.dempster_shafer import bpa, gamma, normalize_gamma
 from kerastransfer.methods.bpa.filter_costs import compute_gamma
-from kerastransfer.methods.bpa.filter_probe import FilterProbe, filter_probe
 from kerastransfer.methods.bpa.gamma_refresh import GammaRefresh
 from kerastransfer.methods.bpa.multiworker import MultiWorkerTrainer
-from kerastransfer.methods.bpa.stratified_sample import stratified_sample
+from kerastransfer.methods.bpa.probing import FilterProbe, filter_probe
+from kerastransfer.methods.bpa.sampling import stratified_sample
 
 __all__ = [
     "BPAModel",

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from kerastransfer.methods.bpa.bpa_model import BPAModel
 from kerastransfer.methods.bpa.filter_costs import filter_confusions
-from kerastransfer.methods.bpa.filter_probe import filter_probe
+from kerastransfer.methods.bpa.probing import filter_probe
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -39,7 +39,7 @@ import tensorflow as tf
 from kerastransfer.methods.bpa import dempster_shafer, filter_costs
 from kerastransfer.methods.bpa import split_layers as splits
 from kerastransfer.methods.bpa.channel_slices import channel_slices
-from kerastransfer.methods.bpa.filter_probe import assert_finite_inputs, filter_probe
+from kerastransfer.methods.bpa.probing import assert_finite_inputs, filter_probe
 
 NONFINITE_LOSS = (
     "BPAModel: the images or the training loss is NaN or infinite (NaN/inf images, labels out "

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import dempster_shafer
-from kerastransfer.methods.bpa.filter_probe import NONFINITE_SCORES, filter_probe
+from kerastransfer.methods.bpa.probing import NONFINITE_SCORES, filter_probe
 from kerastransfer.methods.bpa.split_layers import resolve_split_layer_paths
 
 SUBSETS = ("train", "validation", "train+validation")

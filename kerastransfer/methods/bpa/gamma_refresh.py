@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import filter_costs
-from kerastransfer.methods.bpa.stratified_sample import first_batch_size, stratified_sample
+from kerastransfer.methods.bpa.sampling import first_batch_size, stratified_sample
 
 # Images per class Gamma is computed on by default (see `GammaRefresh`).
 DEFAULT_SAMPLES_PER_CLASS = None

@@ -14,7 +14,7 @@ costs one pass instead of d. Only the layers above it run d times, batched.
 import keras
 import tensorflow as tf
 
-from kerastransfer.methods.bpa.filter_probe import FilterProbe
+from kerastransfer.methods.bpa.probing import FilterProbe
 from kerastransfer.methods.bpa.split_layers import (
     CHANNEL_PRESERVING,
     consumers,

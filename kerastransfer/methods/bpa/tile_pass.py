@@ -8,7 +8,7 @@ split layer are tiled along).
 import keras
 import tensorflow as tf
 
-from kerastransfer.methods.bpa.filter_probe import FilterProbe
+from kerastransfer.methods.bpa.probing import FilterProbe
 from kerastransfer.methods.bpa.split_layers import frontier
 
 

@@ -9,7 +9,7 @@ import pytest
 from kerastransfer.methods.bpa import BPAModel
 from kerastransfer.methods.bpa.channel_slices import channel_slices
 from kerastransfer.methods.bpa.filter_costs import filter_confusions
-from kerastransfer.methods.bpa.filter_probe import filter_probe
+from kerastransfer.methods.bpa.probing import filter_probe
 
 C = 3
 L = keras.layers

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from kerastransfer.methods.bpa import dempster_shafer as bpa_lib
 from kerastransfer.methods.bpa.filter_costs import compute_gamma, filter_confusions, labelled_set
-from kerastransfer.methods.bpa.filter_probe import filter_probe as FilterProbe
+from kerastransfer.methods.bpa.probing import filter_probe as FilterProbe
 from kerastransfer.methods.bpa.split_layers import filter_parameters, resolve_split_layers
 from kerastransfer.models import small_cnn
 

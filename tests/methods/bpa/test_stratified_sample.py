@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import BPAModel, GammaRefresh, compute_gamma
-from kerastransfer.methods.bpa.stratified_sample import stratified_sample
+from kerastransfer.methods.bpa.sampling import stratified_sample
 from kerastransfer.models import small_cnn
 
 C = 3

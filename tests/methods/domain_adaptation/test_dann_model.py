@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.methods.dan import AdaptationRamp, DANNModel
+from kerastransfer.methods.domain_adaptation import AdaptationRamp, DANNModel
 
 
 def tiny_classifier(seed=0):

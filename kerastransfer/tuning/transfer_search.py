@@ -153,7 +153,7 @@ def search(
         export: write the best model's serving export here.
     """
     from kerastransfer.data import load_dataset
-    from kerastransfer.fine_tune import application_builder
+    from kerastransfer.fine_tuning import application_builder
 
     keras.utils.set_random_seed(seed)
     data_obj = load_dataset(

@@ -14,7 +14,7 @@ Command line (`domain_gap_main`, wired as `kerastransfer gap`):
 Example:
 
 >>> from kerastransfer.data import load_dataset
->>> from kerastransfer.models.digits_lenet import digits_lenet
+>>> from kerastransfer.models.digits_network import digits_lenet
 >>> mnist = load_dataset("embedded:mnist")
 >>> usps = load_dataset("embedded:usps", image_shape=(28, 28, 1))
 >>> gaps = domain_gap(digits_lenet(), mnist, usps, ["flatten", "bottleneck"], batches=1)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerastransfer.methods.dan import AdaptationRamp
+from kerastransfer.methods.domain_adaptation import AdaptationRamp
 
 
 def test_ramp_values_match_the_formula():

@@ -7,14 +7,14 @@ import keras
 import tensorflow as tf
 
 from kerastransfer.data.read_errors import explain_read_error
-from kerastransfer.fine_tune.devices import (
+from kerastransfer.fine_tuning.devices import (
     float32_copy,
     precision_scope,
     resolve_distribution,
     resolve_precision,
 )
-from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult  # noqa: F401
-from kerastransfer.fine_tune.training import (  # noqa: F401
+from kerastransfer.fine_tuning.report import FineTuneReport, FineTuneResult  # noqa: F401
+from kerastransfer.fine_tuning.training import (  # noqa: F401
     DEFAULT_IMPORTED_RATE,
     METHODS,
     NORMALIZATION_LAYERS,
@@ -23,7 +23,7 @@ from kerastransfer.fine_tune.training import (  # noqa: F401
     train_transfer_model,
     transfer_optimizer,
 )
-from kerastransfer.fine_tune.transfer_model import (  # noqa: F401
+from kerastransfer.fine_tuning.transfer_model import (  # noqa: F401
     CAFFE_MODE,
     TF_MODE,
     TORCH_MODE,
@@ -125,7 +125,7 @@ def fine_tune(
             visible GPUs when there are two or more, else one device; inside a strategy's
             scope, that strategy), a number of GPUs, or a `tf.distribute.Strategy`. The model,
             the optimizer map, warm-up, LR finder, gradual unfreezing and BPA run under its
-            scope (see `fine_tune.devices.resolve_distribution`).
+            scope (see `fine_tuning.devices.resolve_distribution`).
         precision: `None` (the current Keras dtype policy), "float32", "mixed_float16" (with
             loss scaling) or "mixed_bfloat16": the dtype policy the model is built with. The
             classifier's softmax computes in float32 and the export takes and returns float32;

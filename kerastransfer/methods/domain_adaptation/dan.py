@@ -26,7 +26,7 @@ Example:
 import keras
 
 from kerastransfer.losses.mmd import MultiKernelMMD
-from kerastransfer.methods.dan.adaptation_model import PACKAGE, DomainAdaptationModel
+from kerastransfer.methods.domain_adaptation.adaptation_model import PACKAGE, DomainAdaptationModel
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -1,12 +1,12 @@
-"""`fine_tune` under two logical CPU devices and in mixed precision (`fine_tune.devices`)."""
+"""`fine_tune` under two logical CPU devices and in mixed precision (`fine_tuning.devices`)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.fine_tune import fine_tune
-from kerastransfer.fine_tune.devices import (
+from kerastransfer.fine_tuning import fine_tune
+from kerastransfer.fine_tuning.devices import (
     PRECISIONS,
     float32_copy,
     precision_scope,

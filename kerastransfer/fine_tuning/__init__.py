@@ -33,7 +33,7 @@ The steps every transfer run repeats, in order:
 
 `imported_rate=0` gives the neon scheme whatever the method.
 
-**Devices and precision** (`fine_tune.devices`): `distribution` runs steps 1 to 3 under a
+**Devices and precision** (`fine_tuning.devices`): `distribution` runs steps 1 to 3 under a
 `tf.distribute` strategy (by default a `MirroredStrategy` over the visible GPUs when there are
 several; `batch_size` is then the global batch), and `precision="mixed_float16"` or
 `"mixed_bfloat16"` builds the model in that Keras dtype policy (loss scaling for float16, the
@@ -48,10 +48,10 @@ Example (tiny; real runs use an application name such as "MobileNetV2"):
 ((None, 10), 'discriminative')
 """
 
-from kerastransfer.fine_tune.fine_tune import fine_tune
-from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult
-from kerastransfer.fine_tune.training import DEFAULT_IMPORTED_RATE, METHODS, train_transfer_model
-from kerastransfer.fine_tune.transfer_model import (
+from kerastransfer.fine_tuning.one_call import fine_tune
+from kerastransfer.fine_tuning.report import FineTuneReport, FineTuneResult
+from kerastransfer.fine_tuning.training import DEFAULT_IMPORTED_RATE, METHODS, train_transfer_model
+from kerastransfer.fine_tuning.transfer_model import (
     application_builder,
     build_transfer_model,
     load_application_source,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerastransfer.fine_tune import fine_tune
+from kerastransfer.fine_tuning import fine_tune
 from kerastransfer.models import small_cnn
 
 

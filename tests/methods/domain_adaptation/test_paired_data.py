@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from kerastransfer.data import load_dataset
-from kerastransfer.methods.dan import paired_dataset
+from kerastransfer.methods.domain_adaptation import paired_dataset
 
 
 def images(n, shape, value=0):

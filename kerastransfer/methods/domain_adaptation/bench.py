@@ -12,7 +12,7 @@ rounds measure other processes, not the code). Printed ratios:
   it costs about two source-only steps on any implementation; the ratio to the joint step
   isolates what the domain term itself adds.
 
-Command line (wired as `kerastransfer bench-dan`): `python -m kerastransfer.methods.dan.bench
+Command line (wired as `kerastransfer bench-dan`): `python -m kerastransfer.methods.domain_adaptation.bench
 [--batch-size 128] [--steps 20] [--rounds 10]`.
 """
 
@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.losses.mmd import MultiKernelMMD
-from kerastransfer.methods.dan.dan_model import DANModel
-from kerastransfer.methods.dan.dann_model import DANNModel
-from kerastransfer.models.digits_lenet import digits_lenet
+from kerastransfer.methods.domain_adaptation.dan import DANModel
+from kerastransfer.methods.domain_adaptation.dann import DANNModel
+from kerastransfer.models.digits_network import digits_lenet
 
 VARIANTS = ("source_only", "joint", "dan_quadratic", "dan_linear", "dann")
 

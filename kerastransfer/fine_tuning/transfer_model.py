@@ -80,7 +80,7 @@ def _clone_in_global_precision(src):
     policy = keras.config.dtype_policy().name
     if not policy.startswith("mixed_"):
         return keras.models.clone_model(src)
-    from kerastransfer.fine_tune.devices import clone_with_policy
+    from kerastransfer.fine_tuning.devices import clone_with_policy
 
     return clone_with_policy(src, policy)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kerastransfer.data import load_dataset
-from kerastransfer.methods.dan import domain_gap, domain_gap_main
+from kerastransfer.methods.domain_adaptation import domain_gap, domain_gap_main
 from kerastransfer.models import digits_lenet
 
 

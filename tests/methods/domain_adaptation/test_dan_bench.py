@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from kerastransfer.methods.dan import bench
+from kerastransfer.methods.domain_adaptation import bench
 
 
 def test_bench_prints_ratios_for_every_variant(capsys):

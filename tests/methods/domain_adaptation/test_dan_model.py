@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from kerastransfer.data import load_dataset
 from kerastransfer.losses import MultiKernelMMD
-from kerastransfer.methods.dan import AdaptationRamp, DANModel, paired_dataset
+from kerastransfer.methods.domain_adaptation import AdaptationRamp, DANModel, paired_dataset
 from kerastransfer.optimizers import neon_optimizer
 
 
@@ -152,7 +152,7 @@ def test_mixed_precision_trains_with_float32_mmd():
 
 _RELOAD = """
 import sys, numpy as np, keras
-import kerastransfer.methods.dan  # registers the classes
+import kerastransfer.methods.domain_adaptation  # registers the classes
 model = keras.saving.load_model(sys.argv[1])
 x = np.load(sys.argv[2])
 np.save(sys.argv[3], model.predict(x, verbose=0))

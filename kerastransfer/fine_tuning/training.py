@@ -11,9 +11,9 @@ import numpy as np
 from kerastransfer import optimizers as maps
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
-from kerastransfer.fine_tune.report import FineTuneReport, FineTuneResult  # noqa: F401
-from kerastransfer.fine_tune.transfer_model import build_transfer_model  # noqa: F401
-from kerastransfer.fine_tune.warmup import warm_up_head
+from kerastransfer.fine_tuning.report import FineTuneReport, FineTuneResult  # noqa: F401
+from kerastransfer.fine_tuning.transfer_model import build_transfer_model  # noqa: F401
+from kerastransfer.fine_tuning.warmup import warm_up_head
 from kerastransfer.surgery import (
     NORMALIZATION_LAYERS,
     freeze_bottom_levels,

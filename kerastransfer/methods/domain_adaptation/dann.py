@@ -31,7 +31,7 @@ import keras
 from keras import layers, ops
 
 from kerastransfer.layers.gradient_reversal import GradientReversal
-from kerastransfer.methods.dan.adaptation_model import (
+from kerastransfer.methods.domain_adaptation.adaptation_model import (
     PACKAGE,
     DomainAdaptationModel,
     check_weight,
