@@ -15,12 +15,12 @@ Example (neon's `import_matching_layers`):
 
 import dataclasses
 import difflib
-import os
-import re
-import zipfile
 
 import keras
 import numpy as np
+
+from kerastransfer._internals import last_call_outputs
+from kerastransfer.pretrained import load_source
 
 NORMALIZATION_LAYERS = (  # kept in inference mode by default when fine-tuning
     keras.layers.BatchNormalization,
@@ -115,82 +115,6 @@ def get_layer(model, name):
         f"No layer named '{name}' in model '{model.name}'.{hint} "
         f"Available layers: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''}"
     )
-
-
-def load_source(source):
-    """A source model from a Keras model, a `.keras` file, or a `keras.applications` name.
-
-    Application names (e.g. "MobileNetV2", "ResNet50") load without their top, with ImageNet
-    weights; Keras finds them in `$KERAS_HOME/models/` before it tries to download them (offline,
-    the error names the file to put there). `.keras` files load with `safe_mode=True`: they must
-    not contain lambdas.
-    """
-    if isinstance(source, keras.Model):
-        return source
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            "`source` must be a keras.Model, a path to a .keras file or a keras.applications "
-            f"name. Received: {type(source).__name__}"
-        )
-    source = os.fspath(source)
-    if os.path.exists(source):
-        return _load_model_file(source)
-    if source.endswith((".keras", ".h5", ".hdf5")) or os.sep in source:
-        raise FileNotFoundError(f"No model file at '{source}'.")
-    builder = getattr(keras.applications, source, None)
-    if builder is None or not callable(builder) or not source[:1].isupper():
-        apps = sorted(n for n in dir(keras.applications) if n[:1].isupper())
-        by_lower = {n.lower(): n for n in apps}
-        close = difflib.get_close_matches(source.lower(), list(by_lower), n=3, cutoff=0.6)
-        close = [by_lower[c] for c in close]
-        raise ValueError(
-            f"'{source}' is neither a model file nor a keras.applications model."
-            + (f" Did you mean {', '.join(close)}?" if close else f" Known: {', '.join(apps)}")
-        )
-    try:
-        return builder(include_top=False, weights="imagenet")
-    except Exception as e:
-        url = re.search(r"https?://\S+?\.(?:h5|keras|weights\.h5)\b", str(e))
-        if url is None:
-            raise
-        file_name = url.group(0).rsplit("/", 1)[-1]
-        where = os.path.join(_keras_home(), "models", file_name)
-        raise RuntimeError(
-            f"Cannot load the ImageNet weights of keras.applications.{source}: Keras could not "
-            f"download {url.group(0)} ({str(e)[-120:].strip()}). Without a network, copy that "
-            f"file to {where} (`$KERAS_HOME/models/{file_name}`; KERAS_HOME defaults to "
-            "~/.keras) and load again."
-        ) from None
-
-
-def _keras_home():
-    if "KERAS_HOME" in os.environ:
-        return os.environ["KERAS_HOME"]
-    home = os.path.expanduser("~")
-    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
-
-
-def _load_model_file(path):
-    if os.path.isdir(path):
-        raise ValueError(
-            f"'{path}' is a folder (a SavedModel export?), not a .keras file. Load a model saved "
-            "with model.save('model.keras'); SavedModel exports serve predictions only."
-        )
-    if path.endswith(".keras"):
-        problem = None
-        if not zipfile.is_zipfile(path):
-            problem = "it is not a zip archive (truncated or corrupt download, or another format)"
-        else:
-            with zipfile.ZipFile(path) as archive:
-                if "config.json" not in archive.namelist():
-                    problem = "the zip archive has no config.json"
-        if problem:
-            raise ValueError(
-                f"'{path}' is not a valid .keras file ({problem}). A .keras file is the zip "
-                "archive written by model.save('name.keras'): save the model again, or copy the "
-                "file again if it was cut short."
-            )
-    return keras.models.load_model(path, compile=False)
 
 
 def adapt_input_channels(kernel, channels):
@@ -297,14 +221,22 @@ def _names(layers, limit=12):
 
 
 def cut_at(model, layer_name):
-    """The sub-model of `model` from its inputs up to the output of `layer_name` (top level)."""
+    """The sub-model of `model` from its inputs up to the output of `layer_name` (top level).
+
+    `layer_name` may name a nested model (a `keras.applications` backbone): the cut ends at
+    its output in `model`.
+    """
     layer = get_layer(model, layer_name)
     if layer not in model.layers:
         raise ValueError(
             f"Layer '{layer_name}' is inside a nested model; cut the nested model "
             f"('{_owner(model, layer).name}') instead."
         )
-    return keras.Model(model.inputs, layer.output, name=f"{model.name}_cut_{layer_name}")
+    if isinstance(layer, keras.Model):  # its own `.output` lives in its inner graph
+        output = last_call_outputs(layer)[0]
+    else:
+        output = layer.output
+    return keras.Model(model.inputs, output, name=f"{model.name}_cut_{layer_name}")
 
 
 def _owner(model, layer):
@@ -320,26 +252,40 @@ def replace_head(
     *,
     cut_layer=None,
     hidden=(),
-    dropout=0.5,
+    dropout=0.0,
     pooling="flatten",
     classifier_name="classifier_new",
     name=None,
 ):
-    """Cut `model` and attach a new classification head.
+    """Cut `model` and attach a new classification head: the toolkit's one head builder.
 
-    The kept layers are shared with `model`, not copied (clone it first for a copy). New layers
-    are named `fc{i}_new` and `classifier_new`, so they never collide with source layer names.
-    neon's VGG-16 transfer model is `replace_head(vgg16, 2, cut_layer="block5_pool",
-    hidden=(4096, 4096), dropout=0.5)`.
+    The head is: pooling of a 4-D cut output ("flatten_new", "avg_pool_new" or
+    "max_pool_new"), then per size in `hidden` a ReLU Dense layer `fc{i}_new` followed by
+    Dropout `dropout{i}_new`, then (without hidden layers) Dropout "dropout_new", then the
+    softmax classifier `classifier_new`, computed in float32 whatever the dtype policy. Dropout
+    layers are left out when `dropout` is 0. The "_new" suffix keeps the new layers from ever
+    matching a source layer by name. The kept layers are shared with `model`, not copied (clone
+    it first for a copy). neon's VGG-16 transfer model is `replace_head(vgg16, 2,
+    cut_layer="block5_pool", hidden=(4096, 4096), dropout=0.5)`.
 
     Args:
         model: a functional or Sequential model.
         num_classes: outputs of the new softmax classifier.
-        cut_layer: keep everything up to this layer; default: all but the last layer.
-        hidden: sizes of new ReLU dense layers, each followed by dropout.
-        dropout: dropout rate after each hidden layer (0 for none).
+        cut_layer: keep everything up to this layer (a nested model included); default: all but
+            the last layer.
+        hidden: sizes of new ReLU dense layers.
+        dropout: rate of the dropout after each hidden layer, or before the classifier when
+            there is none (0 for none).
         pooling: how a 4-D cut output becomes a vector: "flatten", "avg" or "max".
         classifier_name: name of the new output layer.
+        name: the new model's name (default: "{model.name}_transfer").
+
+    Example:
+
+    >>> from kerastransfer.models import small_cnn
+    >>> target = replace_head(small_cnn(num_classes=10), 4, cut_layer="fc1", dropout=0.2)
+    >>> [layer.name for layer in target.layers[-2:]], target.output_shape
+    (['dropout_new', 'classifier_new'], (None, 4))
     """
     if not _is_int(num_classes) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: {num_classes!r}")
@@ -364,10 +310,15 @@ def replace_head(
             "max": keras.layers.GlobalMaxPooling2D(name="max_pool_new"),
         }[pooling](x)
     for i, units in enumerate(hidden, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"fc{i}_new")(x)
+        x = keras.layers.Dense(int(units), activation="relu", name=f"fc{i}_new")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"dropout{i}_new")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name=classifier_name)(x)
+            x = keras.layers.Dropout(float(dropout), name=f"dropout{i}_new")(x)
+    if dropout and not hidden:
+        x = keras.layers.Dropout(float(dropout), name="dropout_new")(x)
+    # float32 softmax whatever the precision (mixed float16/bfloat16 probabilities lose mass)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name=classifier_name
+    )(x)
     return keras.Model(model.inputs, outputs, name=name or f"{model.name}_transfer")
 
 

@@ -132,14 +132,14 @@ def load_task(task, args):
         batch_size=args.batch_size,
         samples_per_class=args.samples_per_class,
     )
-    source = load_dataset(source_of(source_name, args.data_root), **kwargs)
-    target = load_dataset(source_of(target_name, args.data_root), **kwargs)
-    return source, target
+    source_data = load_dataset(source_of(source_name, args.data_root), **kwargs)
+    target_data = load_dataset(source_of(target_name, args.data_root), **kwargs)
+    return source_data, target_data
 
 
-def build(method, source, steps, args):
+def build(method, source_data, steps, args):
     """The model of one row, compiled; returns (model to fit, classifier)."""
-    classifier = digits_lenet(source.info.num_classes)
+    classifier = digits_lenet(source_data.info.num_classes)
     if method == "source_only":
         model = classifier
     elif method == "dan":
@@ -161,18 +161,18 @@ def build(method, source, steps, args):
     return model, classifier
 
 
-def run(task, method, seed, source, target, args):
+def run(task, method, seed, source_data, target_data, args):
     """Trains one row for one seed; returns (target test accuracy, seconds, classifier)."""
     set_seeds(seed, deterministic=not args.nondeterministic)
     if method == "source_only":
-        train = source.dataset("train", shuffle=True)
-        steps = source.size("train") // args.batch_size + 1
+        train = source_data.dataset("train", shuffle=True)
+        steps = source_data.size("train") // args.batch_size + 1
     else:
         train = paired_dataset(
-            source, target, batch_size=args.batch_size, seed=seed, drop_target_labels=True
+            source_data, target_data, batch_size=args.batch_size, seed=seed, drop_target_labels=True
         )
-        steps = source.size("train") // args.batch_size
-    model, classifier = build(method, source, steps * args.epochs, args)
+        steps = source_data.size("train") // args.batch_size
+    model, classifier = build(method, source_data, steps * args.epochs, args)
     callbacks = []
     if args.backup_dir:
         callbacks.append(
@@ -183,7 +183,7 @@ def run(task, method, seed, source, target, args):
     start = time.time()
     model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
     seconds = time.time() - start
-    accuracy = model.evaluate(target.test, verbose=0, return_dict=True)["accuracy"]
+    accuracy = model.evaluate(target_data.test, verbose=0, return_dict=True)["accuracy"]
     return float(accuracy), seconds, classifier
 
 
@@ -194,8 +194,8 @@ def main(argv=None):
     total = time.time()
     exported = None
     for task in args.tasks:
-        source, target = load_task(task, args)
-        print(f"{task}: source {source}, target {target}", flush=True)
+        source_data, target_data = load_task(task, args)
+        print(f"{task}: source {source_data}, target {target_data}", flush=True)
         for method in args.methods:
             for seed in range(args.seeds):
                 export_this = (
@@ -205,10 +205,14 @@ def main(argv=None):
                     and method == ("dann" if "dann" in args.methods else args.methods[-1])
                 )
                 if export_this:
-                    accuracy, seconds, classifier = run(task, method, seed, source, target, args)
+                    accuracy, seconds, classifier = run(
+                        task, method, seed, source_data, target_data, args
+                    )
                     exported = _export(classifier, args, task, method)
                 else:
-                    compute = functools.partial(run, task, method, seed, source, target, args)
+                    compute = functools.partial(
+                        run, task, method, seed, source_data, target_data, args
+                    )
                     accuracy, seconds = cache.get(
                         f"{task}/{method}/{seed}", lambda compute=compute: compute()[:2]
                     )

@@ -13,7 +13,7 @@ Offline default: embedded MNIST digits 0-4 (source) -> digits 5-9 (target), 28x2
 32x32. The paper used NIST SD-19 characters (20 source, 20 target classes), so absolute numbers
 differ; the shape of the curves is what to compare.
 
-Run (a few minutes on 2 CPU cores):
+Run (a few minutes on 2 CPU cores; the figure needs matplotlib, `pip install ".[plot]"`):
 
     python recipes/layer_transfer.py
 
@@ -44,6 +44,7 @@ import keras
 import numpy as np
 from _common import RunCache, add_common_flags, atomic_save, dataset_source, set_seeds
 
+from kerastransfer._extras import require
 from kerastransfer.data import load_dataset
 from kerastransfer.methods.layer_transfer import (
     SourceReport,
@@ -61,6 +62,8 @@ from kerastransfer.models.lenet import (
     free_parameter_table,
     lenet5,
 )
+
+FIGURE = "The layer-transfer recipe's figure"
 
 # What Gutstein et al. (2008) found (Discussion & Analysis, Conclusions).
 FINDINGS = (
@@ -270,10 +273,8 @@ def plot_learning_curves(summary, path, *, panels=(1, 10, 40), title=None):
     """Figures 2-5 of Gutstein et al. (2008) in one PNG: mean accuracy vs retained levels, one
     curve per samples-per-class (Fig. 2), then min / mean / max panels for the sizes in `panels`
     that were run (Figs. 3-5; the smallest, middle and largest size run if none of them were)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", FIGURE).use("Agg")
+    plt = require("matplotlib.pyplot", FIGURE)
 
     if not summary:
         raise ValueError("Nothing to plot: `summary` is empty.")
@@ -382,6 +383,7 @@ def main(argv=None):
     """Run the sweep; return a dict with `summary` (min/mean/max/sd per cell), `rows` (every
     run), `free_parameters`, `source` (its SourceReport), `png` and `export` (path or None)."""
     args = parse_args(argv)
+    require("matplotlib", FIGURE)  # before the sweep, not after it
     set_seeds(0, deterministic=not args.nondeterministic)
     start = time.perf_counter()
     target_data = dataset_source(args.target, args.data_root)

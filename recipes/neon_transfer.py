@@ -173,7 +173,7 @@ def feature_extraction_run(args, primary, target, seed):
     """The primary network as a fixed feature extractor + a linear classifier."""
     set_seeds(seed, deterministic=not args.nondeterministic)
     start = time.perf_counter()
-    layer = "fc1" if args.backbone == "small_cnn" else "dropout"
+    layer = "fc1" if args.backbone == "small_cnn" else None  # None: the pooled backbone
     extractor = feature_extraction.feature_extractor(primary, layer)
     x_train, y_train = feature_extraction.extract_features(extractor, target.dataset("train"))
     x_val, y_val = feature_extraction.extract_features(extractor, target.validation)

@@ -145,3 +145,9 @@ def load_module():
 def load_recipe():
     """`load(name)`: imports `recipes/<name>.py` as a module (its `main(argv)` runs the recipe)."""
     return lambda name: _load_module(RECIPES / f"{name}.py", f"recipe_{name}")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """`load(name)`: imports `benchmarks/<name>.py` as a module (its `main(argv)` runs it)."""
+    return lambda name: _load_module(REPO / "benchmarks" / f"{name}.py", f"benchmark_{name}")

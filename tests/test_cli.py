@@ -6,10 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerastransfer.cli import METHODS as CLI_METHODS
-from kerastransfer.cli import PRECISIONS as CLI_PRECISIONS
 from kerastransfer.cli import build_parser, main
-from kerastransfer.fine_tuning import METHODS
+from kerastransfer.fine_tuning import FineTuneConfig
 from kerastransfer.models import small_cnn
 
 
@@ -68,14 +66,9 @@ def test_missing_data_and_unloadable_sources_exit_2_with_one_line(capsys, tmp_pa
     assert "No export at" in line
 
 
-def test_the_methods_agree_with_fine_tune():
-    assert CLI_METHODS == METHODS
-
-
 def test_more_devices_than_there_are_exit_2_with_one_line(capsys):
-    from kerastransfer.fine_tuning.devices import PRECISIONS, visible_gpus
+    from kerastransfer.fine_tuning.devices import visible_gpus
 
-    assert CLI_PRECISIONS == PRECISIONS
     n = str(max(len(visible_gpus()), 1) + 1)  # one more than there are
     line = _error_line(capsys, ["fit", "MobileNetV2", "embedded:usps", "--devices", n])
     assert line.startswith(f"kerastransfer fit: error: argument --devices: {n} devices asked for")
@@ -102,8 +95,10 @@ def test_devices_and_precision_reach_fine_tune(monkeypatch):
     argv = ["fit", "x.keras", "embedded:usps", "--devices", "1", "--precision", "mixed_bfloat16"]
     assert main(argv) == 0
     assert calls[0]["distribution"] == 1 and calls[0]["precision"] == "mixed_bfloat16"
-    assert main(argv[:3]) == 0
+    assert calls[0]["config"] == FineTuneConfig()  # every flag at fine_tune's default
+    assert main(argv[:3] + ["--method", "neon", "--groups", "2", "--train-normalization"]) == 0
     assert calls[1]["distribution"] is None and calls[1]["precision"] is None
+    assert calls[1]["config"] == FineTuneConfig(method="neon", groups=2, train_normalization=True)
 
 
 def _png_folder(root, per_class=8):

@@ -8,8 +8,8 @@ import pytest
 
 import kerastransfer
 
-# Command-line entry points and benchmarks have no examples worth running in the suite.
-SKIP = ("kerastransfer.cli", "kerastransfer.__main__", ".bench", ".multiworker")
+# Command-line entry points and the multi-worker trainer have no examples worth running here.
+SKIP = ("kerastransfer.cli", "kerastransfer.__main__", ".multiworker")
 
 MODULES = sorted(
     m.name

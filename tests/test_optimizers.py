@@ -138,8 +138,8 @@ def test_learning_rate_scheduler_keeps_discriminative_ratios():
 
 
 def test_setting_learning_rate_rescales_every_group():
-    """What a callback that only knows `optimizer.learning_rate` (TensorBoard, a custom warm-up)
-    sees: the default group's rate; setting it rescales all groups, zero stays zero."""
+    """What code that only knows `optimizer.learning_rate` (a custom warm-up, `LRFinder`) sees:
+    the default group's rate; setting it rescales all groups, zero stays zero."""
     _, report = transfer_pair()
     optimizer = neon(report, lr=0.04)
     assert float(optimizer.learning_rate) == pytest.approx(0.04)
@@ -148,6 +148,30 @@ def test_setting_learning_rate_rescales_every_group():
     frozen = optimizers.neon_optimizer(["conv1"], keras.optimizers.SGD(0.0))
     with pytest.raises(ValueError, match="learning rate 0"):
         frozen.learning_rate = 0.1
+
+
+def test_setting_learning_rate_refuses_a_scheduled_group_and_changes_nothing():
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    optimizer = optimizers.ScaledMultiOptimizer(
+        keras.optimizers.OptimizerMap(
+            keras.optimizers.SGD(0.1, name="base"),
+            {
+                "conv1/.*": keras.optimizers.SGD(0.2, name="plain"),
+                "fc1/.*": keras.optimizers.SGD(decay, name="scheduled"),
+            },
+        )
+    )
+    with pytest.raises(TypeError, match="'scheduled' follows a LearningRateSchedule"):
+        optimizer.learning_rate = 0.01
+    np.testing.assert_allclose(optimizer.learning_rates(), [0.2, 0.1, 0.1], rtol=1e-6)
+
+
+def test_optimizer_for_gives_each_variable_its_group():
+    model = small_cnn((12, 12, 1), 3, filters=(4, 6), dense=8)
+    optimizer = optimizers.neon_optimizer(["conv1"], keras.optimizers.SGD(0.1, name="new"))
+    group = {v.path: optimizer.optimizer_for(v).name for v in model.trainable_variables}
+    assert group["conv1/kernel"] == "imported_lr0"
+    assert group["classifier/kernel"] == "new"
 
 
 def test_discriminative_and_layerwise_rates():

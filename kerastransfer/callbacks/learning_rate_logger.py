@@ -1,11 +1,14 @@
-"""`LearningRateLogger`: the learning rate of every optimizer group, in History and TensorBoard.
+"""`LearningRateLogger`: the learning rate of every optimizer group, in the epoch logs (`History`).
 
-Keras's `TensorBoard` callback logs one `learning_rate`, which a `MultiOptimizer` does not have.
-This callback adds `lr/<sub-optimizer name>` to each epoch's logs (so `History` keeps them) for
-every sub-optimizer of a `MultiOptimizer` (the maps of `kerastransfer.optimizers` name their
-groups: `imported_lr0`, `group0`..., `depth0`...), or `lr` for a plain optimizer, and with
-`log_dir` writes them as TensorBoard scalars. Put it before `TensorBoard` in the callback list
-and Keras's own TensorBoard writes them too.
+Keras's `TensorBoard` callback already writes the rate of every sub-optimizer of a
+`MultiOptimizer` (the maps of `kerastransfer.optimizers` name their groups: `imported_lr0`,
+`group0`..., `depth0`...) as `epoch_learning_rate_<sub-optimizer name>`, or `epoch_learning_rate`
+for a plain optimizer; `ReduceLROnPlateau` and `LearningRateScheduler` add the same keys
+(`learning_rate_<name>`, `learning_rate`) to the epoch logs. Without one of those two, `History`
+holds no rate. This callback adds only that: the same keys with the same values in every epoch's
+logs, so `History` keeps each group's rate, and a `TensorBoard` callback, before or after it in
+the list, still writes each rate once. Sub-optimizers of the same name get a `_1`, `_2`... suffix
+here; Keras's callbacks give them one key (the last one's rate), so name the groups apart.
 
 Example:
 
@@ -17,19 +20,21 @@ Example:
 ...               "sparse_categorical_crossentropy")
 >>> x, y = np.random.rand(6, 28, 28, 1) * 255, np.arange(6) % 3
 >>> h = model.fit(x, y, epochs=1, verbose=0, callbacks=[LearningRateLogger()])
->>> sorted(k for k in h.history if k.startswith("lr/"))
-['lr/imported_lr0', 'lr/new_layers']
+>>> sorted(k for k in h.history if k.startswith("learning_rate"))
+['learning_rate_imported_lr0', 'learning_rate_new_layers']
 """
 
 import keras
 import numpy as np
 
+from kerastransfer.optimizers.rates import rate_value, schedule_of
+
 
 def group_learning_rates(optimizer, iterations=None):
     """`{name: rate}` of each sub-optimizer of a `MultiOptimizer` (or `{"lr": rate}`).
 
-    Schedules are evaluated at `iterations` (default: the optimizer's own step). Sub-optimizers
-    with the same name get a `_1`, `_2`... suffix.
+    Schedules are evaluated at step `iterations` (default: the rate each optimizer applies now).
+    Sub-optimizers with the same name get a `_1`, `_2`... suffix.
     """
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
     subs = getattr(optimizer, "optimizers", None)
@@ -46,46 +51,25 @@ def group_learning_rates(optimizer, iterations=None):
 
 
 def _rate(optimizer, iterations):
-    lr = optimizer._learning_rate if hasattr(optimizer, "_learning_rate") else None
-    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        step = optimizer.iterations if iterations is None else iterations
-        return float(np.asarray(keras.ops.convert_to_numpy(lr(step))))
-    return float(np.asarray(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+    schedule = None if iterations is None else schedule_of(optimizer)
+    if schedule is None:
+        return rate_value(optimizer)  # a schedule's value at the optimizer's own step
+    return float(np.asarray(keras.ops.convert_to_numpy(schedule(iterations))))
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Logs each optimizer group's learning rate at the end of every epoch.
+    """Adds each optimizer group's learning rate to the logs at the end of every epoch.
 
-    Args:
-        log_dir: a TensorBoard log folder; scalars go to `log_dir/train` as `lr/<group>`.
-        prefix: the logs' key prefix (default "lr/").
+    The keys are Keras's: `learning_rate_<sub-optimizer name>` for each group of a
+    `MultiOptimizer`, `learning_rate` for a plain optimizer (see the module docstring).
     """
 
-    def __init__(self, log_dir=None, prefix="lr/"):
-        super().__init__()
-        self.log_dir = log_dir
-        self.prefix = prefix
-        self._writer = None
-
     def on_epoch_end(self, epoch, logs=None):
-        rates = group_learning_rates(self.model.optimizer)
-        if len(rates) == 1 and "lr" in rates:
-            values = {self.prefix.rstrip("/"): rates["lr"]}
+        if logs is None:
+            return
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        rates = group_learning_rates(optimizer)
+        if getattr(optimizer, "optimizers", None):
+            logs.update({f"learning_rate_{name}": rate for name, rate in rates.items()})
         else:
-            values = {f"{self.prefix}{name}": rate for name, rate in rates.items()}
-        if logs is not None:
-            logs.update(values)
-        if self.log_dir is not None:
-            import tensorflow as tf
-
-            if self._writer is None:
-                self._writer = tf.summary.create_file_writer(f"{self.log_dir}/train")
-            with self._writer.as_default():
-                for key, value in values.items():
-                    tf.summary.scalar(key, value, step=epoch)
-            self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            logs["learning_rate"] = rates["lr"]

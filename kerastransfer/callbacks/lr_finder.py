@@ -34,6 +34,9 @@ import math
 import keras
 import numpy as np
 
+from kerastransfer._extras import require
+from kerastransfer.optimizers.rates import schedule_of
+
 
 class LRFinder(keras.callbacks.Callback):
     """Sweeps the learning rate exponentially over `steps` batches and records the loss.
@@ -123,10 +126,8 @@ class LRFinder(keras.callbacks.Callback):
 
     def plot(self, path):
         """Save the loss (raw and smoothed) against the rate (log axis) to `path` (PNG)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        require("matplotlib", "LRFinder.plot").use("Agg")
+        plt = require("matplotlib.pyplot", "LRFinder.plot")
 
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(self.learning_rates, self.losses, alpha=0.3, label="loss")
@@ -148,9 +149,7 @@ def _get_rate(optimizer):
 
 
 def _set_rate(optimizer, value):
-    if isinstance(
-        getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule
-    ):
+    if schedule_of(getattr(optimizer, "inner_optimizer", optimizer)) is not None:
         raise ValueError(
             "LRFinder needs an optimizer with a constant learning rate, not a "
             "LearningRateSchedule: compile with a float rate for the test."

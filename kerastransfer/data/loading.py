@@ -1,8 +1,8 @@
-"""`load_dataset`: one entry point for transfer-learning data: `load_dataset`.
+"""`load_dataset`: one entry point for transfer-learning data.
 
 Sources:
 - `"embedded:mnist"`, `"embedded:usps"`, `"embedded:fashion_mnist"`: small real samples shipped in
-  the package (see `kerastransfer/embedded/README.md`); they need no network.
+  the package (see `kerastransfer/data/embedded/README.md`); they need no network.
 - a path to an `.npz` holding `x_train, y_train, x_test, y_test` (images NHWC or NHW);
 - a folder of images, one sub-folder per class (or `train/` and `test/` folders of those);
 - a tensorflow-datasets name (`mnist`, `svhn_cropped`, `cifar10`, `cifar100`, `fashion_mnist`, ...)
@@ -40,7 +40,7 @@ from kerastransfer.data.transfer_data import DatasetInfo, TransferData, check_ba
 
 
 def load_dataset(
-    source,
+    data,
     *,
     validation_split=0.1,
     samples_per_class=None,
@@ -58,7 +58,7 @@ def load_dataset(
     """Load a dataset and split it for transfer learning.
 
     Args:
-        source: "embedded:NAME", an `.npz` path, an image folder, or a tensorflow-datasets name.
+        data: "embedded:NAME", an `.npz` path, an image folder, or a tensorflow-datasets name.
         validation_split: fraction of each training class held out (seeded, stratified); 0 for
             none.
         samples_per_class: keep this many training images per class (Gutstein et al. use 1, 5,
@@ -129,8 +129,8 @@ def load_dataset(
         raise ValueError(f"`rescale` must be a positive number or None. Received: {rescale!r}")
     if cache is not None and cache != "memory" and not isinstance(cache, (str, os.PathLike)):
         raise ValueError(f'`cache` must be None, "memory" or a folder path. Received: {cache!r}')
-    augmentation = build_augmentation(augment, seed=seed, dataset_name=os.fspath(source))
-    name, train, test, class_names = read_source(source, data_dir)
+    augmentation = build_augmentation(augment, seed=seed, dataset_name=os.fspath(data))
+    name, train, test, class_names = read_source(data, data_dir)
     if not hasattr(train[0], "pipeline"):  # arrays: validated here, then indexed
         x_train, x_test = _as_nhwc(train[0], "x_train", name), _as_nhwc(test[0], "x_test", name)
         _check_lengths(x_train, train[1], "train", name)

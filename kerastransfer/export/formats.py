@@ -13,6 +13,8 @@ import re
 
 import keras
 
+from kerastransfer._extras import require
+
 FILENAMES = {"onnx": "model.onnx", "litert": "model.tflite"}
 
 
@@ -20,20 +22,24 @@ def write_format(model, fmt, filepath):
     """Write `model` to `filepath` in `fmt` ("onnx" or "litert"); raise naming the layer."""
     if fmt not in FILENAMES:
         raise ValueError(f"`fmt` must be 'onnx' or 'litert'. Received: {fmt!r}")
+    require_converter(fmt)
     _ensure_called(model)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             model.export(filepath, format=fmt, verbose=False)
-    except ImportError as e:
-        raise ImportError(
-            f"Exporting to {fmt} needs {'tf2onnx and onnx' if fmt == 'onnx' else 'tensorflow'}"
-            f" installed ({e}). Install them: pip install tf2onnx onnx onnxruntime"
-        ) from None
     except Exception as e:  # the converters raise many types
         raise _layer_error(model, fmt, str(e)) from None
     if fmt == "onnx":
         _check_onnx_ops(model, filepath)
     return filepath
+
+
+def require_converter(fmt):
+    """Raises the one-line ImportError naming the `export` extra if `fmt`'s converter is not
+    installed (ONNX needs tf2onnx and onnx; LiteRT only TensorFlow's own converter)."""
+    if fmt == "onnx":
+        require("tf2onnx", "Exporting to ONNX")
+        require("onnx", "Exporting to ONNX")
 
 
 def _ensure_called(model):
@@ -45,8 +51,7 @@ def _ensure_called(model):
 
 
 def _check_onnx_ops(model, filepath):
-    import onnx
-
+    onnx = require("onnx", "Exporting to ONNX")
     graph = onnx.load(filepath).graph
     for node in graph.node:
         domain = node.domain or ""

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from kerastransfer._extras import require
 from kerastransfer.export.atomic import MARKER
 
 
@@ -49,8 +50,7 @@ class Predictor:
             self._served = tf.saved_model.load(folder)
         elif path.endswith(".onnx"):
             self.format = "onnx"
-            import onnxruntime
-
+            onnxruntime = require("onnxruntime", "Running an ONNX export")
             self._session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
             shape = self._session.get_inputs()[0].shape
             self.image_shape = self.image_shape or tuple(shape[1:])

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from kerastransfer.data import to_image_shape
 from kerastransfer.export.atomic import atomic_write
-from kerastransfer.export.formats import FILENAMES, write_format
+from kerastransfer.export.formats import FILENAMES, require_converter, write_format
 
 FORMATS = ("saved_model", "onnx", "litert")
 
@@ -69,6 +69,8 @@ def export_serving(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"`formats` must be among {FORMATS}. Received: {list(formats)}")
+    for fmt in formats:
+        require_converter(fmt)  # before any work: a missing extra fails first
     num_classes = int(model.output_shape[-1])
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(

@@ -13,6 +13,7 @@ import tempfile
 
 import numpy as np
 
+from kerastransfer._extras import require
 from kerastransfer.export.formats import FILENAMES
 
 
@@ -37,6 +38,8 @@ def verify_export(model, path, images, *, atol=1e-4, timeout=600):
     for fmt, name in FILENAMES.items():
         if os.path.exists(os.path.join(path, name)):
             targets[fmt] = os.path.join(path, name)
+    if "onnx" in targets:
+        require("onnxruntime", "Verifying an ONNX export")
     expected = model(
         to_image_shape(tf.constant(images), tuple(model.input_shape[1:])), training=False
     )

@@ -3,14 +3,16 @@
 The steps every transfer run repeats, in order:
 
 1. **Source and target.** The source is a `keras.applications` name (loaded with ImageNet weights
-   at the target's input size, offline from `$KERAS_HOME/models/`), a `.keras` file or a model.
-   The target is the same architecture at the data's input shape, with the source's matching
-   layers imported (`surgery.import_matching_layers`; a gray target gets the first convolution
-   summed over its RGB input channels), the source's head removed and a new head: optional
-   ReLU layer of `head_width` units, dropout, softmax `classifier_new`.
+   at the target's input size, offline from `$KERAS_HOME/models/`; `pretrained.load_source`), a
+   `.keras` file or a model. The target (`build_transfer_model`) is the source's pooled body
+   (`methods.feature_extraction.pooled_body`) at the input shape of `target_input_shape`, with
+   the source's matching layers imported (a gray target gets the first convolution summed over
+   its RGB input channels), and a new head (`surgery.replace_head`): optional ReLU layer of
+   `head_width` units, dropout, softmax `classifier_new`.
 2. **Warm-up.** The new head is trained with the body frozen (inference mode) on the body's
-   pooled features, computed once: as a full-model warm-up, but without a forward pass through the
-   body every epoch. Early stopping on validation loss, best weights restored.
+   pooled features (`methods.feature_extraction.stream_features`), computed once: as a
+   full-model warm-up, but without a forward pass through the body every epoch. Early stopping on
+   validation loss, best weights restored.
 3. **The method**, on the whole model (normalization layers stay in inference mode unless
    `train_normalization=True`; the bottom `frozen_levels` levels stay frozen):
 
@@ -31,7 +33,8 @@ The steps every transfer run repeats, in order:
    resumable (`keras.callbacks.BackupAndRestore`), `log_dir` writes TensorBoard logs (with each
    optimizer group's rate), `export` writes a serving export (`export.export_serving`).
 
-`imported_rate=0` gives the neon scheme whatever the method.
+`imported_rate=0` gives the neon scheme whatever the method. Every choice and its default is a
+field of `FineTuneConfig`: pass one as `config=`, or its fields as keywords.
 
 **Devices and precision** (`fine_tuning.devices`): `distribution` runs steps 1 to 3 under a
 `tf.distribute` strategy (by default a `MirroredStrategy` over the visible GPUs when there are
@@ -48,23 +51,24 @@ Example (tiny; real runs use an application name such as "MobileNetV2"):
 ((None, 10), 'discriminative')
 """
 
+from kerastransfer.fine_tuning.fine_tune_config import (
+    DEFAULT_IMPORTED_RATE,
+    METHODS,
+    FineTuneConfig,
+)
 from kerastransfer.fine_tuning.one_call import fine_tune
 from kerastransfer.fine_tuning.report import FineTuneReport, FineTuneResult
-from kerastransfer.fine_tuning.training import DEFAULT_IMPORTED_RATE, METHODS, train_transfer_model
-from kerastransfer.fine_tuning.transfer_model import (
-    application_builder,
-    build_transfer_model,
-    load_application_source,
-)
+from kerastransfer.fine_tuning.training import train_transfer_model
+from kerastransfer.fine_tuning.transfer_model import build_transfer_model, target_input_shape
 
 __all__ = [
     "DEFAULT_IMPORTED_RATE",
     "METHODS",
+    "FineTuneConfig",
     "FineTuneReport",
     "FineTuneResult",
-    "application_builder",
     "build_transfer_model",
     "fine_tune",
-    "load_application_source",
+    "target_input_shape",
     "train_transfer_model",
 ]

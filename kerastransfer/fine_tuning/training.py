@@ -1,5 +1,5 @@
-"""The training steps of `fine_tune`: data, the warm-up features, the optimizer map of each
-method, and `train_transfer_model` (warm-up, then the method)."""
+"""The training steps of `fine_tune`: data, the optimizer map of each method, and
+`train_transfer_model` (warm-up, then the method, then the evaluation)."""
 
 import math
 import os
@@ -11,8 +11,8 @@ import numpy as np
 from kerastransfer import optimizers as maps
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
-from kerastransfer.fine_tuning.report import FineTuneReport, FineTuneResult  # noqa: F401
-from kerastransfer.fine_tuning.transfer_model import build_transfer_model  # noqa: F401
+from kerastransfer.fine_tuning.fine_tune_config import FineTuneConfig
+from kerastransfer.fine_tuning.report import FineTuneReport
 from kerastransfer.fine_tuning.warmup import warm_up_head
 from kerastransfer.surgery import (
     NORMALIZATION_LAYERS,
@@ -21,23 +21,16 @@ from kerastransfer.surgery import (
     weighted_levels,
 )
 
-METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
-DEFAULT_IMPORTED_RATE = {
-    "neon": 0.0,
-    "discriminative": 0.1,
-    "layerwise_decay": 0.1,
-    "gradual": 1.0,
-    "bpa": 1.0,
-}
+LOSS = "sparse_categorical_crossentropy"
 
 
-def load_data(data, image_shape, **load_args):
+def load_data(data, **load_args):
     """`data` itself if it is a `TransferData`, else `load_dataset(data, **load_args)`."""
     from kerastransfer.data import TransferData, load_dataset
 
     if isinstance(data, TransferData):
         return data
-    return load_dataset(data, image_shape=image_shape, **load_args)
+    return load_dataset(data, **load_args)
 
 
 def transfer_optimizer(method, model, head, imported, learning_rate, imported_rate, groups):
@@ -78,9 +71,9 @@ def describe_groups(optimizer, model):
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's map
     subs = getattr(optimizer, "optimizers", None) or [optimizer]
     counts = {}
-    if hasattr(optimizer, "_optimizer_map"):
+    if hasattr(optimizer, "optimizer_for"):  # a ScaledMultiOptimizer
         for v in model.trainable_variables:
-            opt = optimizer._optimizer_map(v)
+            opt = optimizer.optimizer_for(v)
             counts[id(opt)] = counts.get(id(opt), 0) + 1
     else:
         counts[id(optimizer)] = len(model.trainable_variables)
@@ -93,162 +86,173 @@ def train_transfer_model(
     body,
     head,
     report,
-    data_obj,
+    data,
+    config=None,
     *,
-    method="discriminative",
-    learning_rate=1e-4,
-    imported_rate=None,
-    frozen_levels=0,
-    groups=3,
-    every=1,
-    bpa=False,
-    gamma="agreement",
-    train_normalization=False,
-    warmup_epochs=200,
-    warmup_learning_rate=1e-3,
-    epochs=10,
-    patience=2,
-    batch_size=32,
     backup_dir=None,
     log_dir=None,
+    callbacks=(),
     verbose=1,
     source_name="model",
     evaluate_train=True,
-    callbacks=(),
 ):
     """Steps 2 and 3 of `fine_tune` on a model from `build_transfer_model`: warm-up, method,
-    evaluation. Returns a `FineTuneReport` (the model is trained in place).
+    evaluation, with the choices of `config` (a `FineTuneConfig`; default: the defaults).
+    Returns a `FineTuneReport` (the model is trained in place).
 
     Call it in the `tf.distribute` strategy scope the model was built in (`fine_tune` does); a
     `mixed_float16` model trains with a `keras.optimizers.LossScaleOptimizer` around the map.
     """
-    imported_rate = DEFAULT_IMPORTED_RATE[method] if imported_rate is None else imported_rate
-    if method in ("discriminative", "layerwise_decay") and imported_rate == 0:
-        method_used = "neon"
-    else:
-        method_used = method
+    config = config or FineTuneConfig()
+    method = config.effective_method
     imported = list(report.imported)
     new_layers = [ly.name for ly in iter_layers(model) if ly.weights and ly.name not in imported]
-    loss = "sparse_categorical_crossentropy"
-
     resuming = backup_dir is not None and os.path.isdir(backup_dir) and os.listdir(backup_dir)
-    warm_start = time.perf_counter()
+    start = time.perf_counter()
     warm_epochs = 0
-    if warmup_epochs and not resuming:
+    if config.warmup_epochs and not resuming:
         warm_epochs = warm_up_head(
             body,
             head,
-            data_obj,
-            epochs=warmup_epochs,
-            learning_rate=warmup_learning_rate,
-            batch_size=batch_size,
-            seed=data_obj.seed,
-            loss=loss,
+            data,
+            epochs=config.warmup_epochs,
+            learning_rate=config.warmup_learning_rate,
+            batch_size=config.batch_size,
+            seed=data.seed,
+            loss=LOSS,
         )
-    warmup_s = time.perf_counter() - warm_start
-
-    for layer in iter_layers(body):
-        if isinstance(layer, NORMALIZATION_LAYERS) and not train_normalization:
-            layer.trainable = False
-    head_levels = sum(1 for lv in weighted_levels(model) if lv[0].name in new_layers)
-    body_levels = len(weighted_levels(model)) - head_levels
-    if not 0 <= frozen_levels <= body_levels:
-        raise ValueError(
-            f"`frozen_levels` must be between 0 and {body_levels} (the body's "
-            f"levels). Received: {frozen_levels}"
-        )
-    frozen = freeze_bottom_levels(model, frozen_levels) if frozen_levels else []
-    if method_used == "gradual":  # the whole body starts frozen; frozen_levels never unfreeze
-        frozen = freeze_bottom_levels(model, body_levels)
-    find = learning_rate == "find"
-    optimizer = transfer_optimizer(
-        method_used,
-        model,
-        head,
-        imported,
-        1e-4 if find else learning_rate,
-        float(imported_rate),
-        groups,
-    )
-    if model.dtype_policy.name == "mixed_float16":  # loss scaling, for BPAModel's compile too
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    use_bpa = method_used == "bpa" or bpa
-    train_model = model
-    extra_callbacks, callbacks = list(callbacks), []
-    if use_bpa:
-        from kerastransfer.methods.bpa import BPAModel, GammaRefresh
-
-        train_model = BPAModel(model, gamma=gamma)
-        callbacks.append(GammaRefresh(data_obj, max_batches=2))  # reads only its sample
-    train_model.compile(optimizer, loss, metrics=["accuracy"])
-    found = None
-    if find:  # the range test on the warmed-up model; every group keeps its ratio to the top
-        from kerastransfer.callbacks.lr_finder import find_learning_rate
-
-        finder = find_learning_rate(
-            train_model, data_obj.train, min_lr=1e-7, max_lr=1e-1, steps=100
-        )
-        found = finder.suggestion()
-        train_model.optimizer.learning_rate = found
-        if verbose:
-            print(
-                f"LR finder: suggested learning rate {found:.3g} "
-                f"(sweep {finder.learning_rates[0]:.1e}..{finder.learning_rates[-1]:.1e})"
-            )
-    if method_used == "gradual":  # before BackupAndRestore: a resume unfreezes, then loads
-        callbacks.append(
-            GradualUnfreezing(
-                every=every,
-                max_levels=body_levels - frozen_levels,
-                verbose=int(verbose > 0),
-                backup_dir=backup_dir,
-            )
-        )
-    callbacks.append(LearningRateLogger(log_dir=log_dir))
-    callbacks.append(
-        keras.callbacks.EarlyStopping("val_loss", patience=patience, restore_best_weights=True)
-    )
-    if log_dir:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir))
-    if backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(backup_dir))
-    callbacks.extend(extra_callbacks)
-    tune_start = time.perf_counter()
+    warmup_s = time.perf_counter() - start
+    frozen, body_levels = _freeze(model, body, new_layers, config)
+    train_model, found = _compile(model, head, imported, data, config, verbose)
+    steps = _callbacks(data, config, body_levels, backup_dir, log_dir, verbose)
+    start = time.perf_counter()
     history = train_model.fit(
-        data_obj.train,
-        validation_data=data_obj.validation,
-        epochs=epochs,
-        callbacks=callbacks,
+        data.train,
+        validation_data=data.validation,
+        epochs=config.epochs,
+        callbacks=[*steps, *callbacks],
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles every epoch itself
     )
-    fine_tune_s = time.perf_counter() - tune_start
-    groups_report = describe_groups(train_model.optimizer, model)
-
-    model.compile(loss=loss, metrics=["accuracy"])
-
-    def accuracy(ds):
-        return float(model.evaluate(ds, verbose=0, return_dict=True)["accuracy"])
-
+    fine_tune_s = time.perf_counter() - start
+    groups = describe_groups(train_model.optimizer, model)
     val_losses = history.history.get("val_loss", [])
-    result = FineTuneReport(
+    use_bpa = method == "bpa" or config.bpa
+    return FineTuneReport(
         source=source_name,
-        method=method_used + ("+bpa" if use_bpa and method_used != "bpa" else ""),
+        method=method + ("+bpa" if use_bpa and method != "bpa" else ""),
         input_shape=tuple(model.input_shape[1:]),
         imported=imported,
         adapted=dict(report.adapted),
         new_layers=new_layers,
         frozen=frozen,
-        groups=groups_report,
+        groups=groups,
         warmup_epochs=warm_epochs,
         epochs=len(history.history.get("loss", [])),
         best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else 0,
-        train_accuracy=accuracy(data_obj.dataset("train")) if evaluate_train else math.nan,
-        val_accuracy=accuracy(data_obj.validation),
-        test_accuracy=accuracy(data_obj.test),
+        **_accuracies(model, data, evaluate_train),
         warmup_s=warmup_s,
         found_learning_rate=found,
         fine_tune_s=fine_tune_s,
         history=dict(history.history),
     )
-    return result
+
+
+def _freeze(model, body, new_layers, config):
+    """Normalization layers to inference mode (unless trained), the bottom `frozen_levels`
+    frozen (the whole body for the gradual method). Returns (frozen names, body levels)."""
+    for layer in iter_layers(body):
+        if isinstance(layer, NORMALIZATION_LAYERS) and not config.train_normalization:
+            layer.trainable = False
+    levels = weighted_levels(model)
+    body_levels = len(levels) - sum(1 for lv in levels if lv[0].name in new_layers)
+    if not 0 <= config.frozen_levels <= body_levels:
+        raise ValueError(
+            f"`frozen_levels` must be between 0 and {body_levels} (the body's "
+            f"levels). Received: {config.frozen_levels}"
+        )
+    frozen = freeze_bottom_levels(model, config.frozen_levels) if config.frozen_levels else []
+    if config.effective_method == "gradual":  # the body starts frozen; frozen_levels never thaw
+        frozen = freeze_bottom_levels(model, body_levels)
+    return frozen, body_levels
+
+
+def _compile(model, head, imported, data, config, verbose):
+    """The training model (a `BPAModel` around `model` with BPA) compiled with the method's
+    optimizer map; with `learning_rate="find"` the range test sets the rate. Returns (training
+    model, the rate found or None)."""
+    method, find = config.effective_method, config.learning_rate == "find"
+    optimizer = transfer_optimizer(
+        method,
+        model,
+        head,
+        imported,
+        FineTuneConfig.learning_rate if find else config.learning_rate,  # until the test
+        config.effective_imported_rate,
+        config.groups,
+    )
+    if model.dtype_policy.name == "mixed_float16":  # loss scaling, for BPAModel's compile too
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    train_model = model
+    if method == "bpa" or config.bpa:
+        from kerastransfer.methods.bpa import BPAModel
+
+        train_model = BPAModel(model, gamma=config.gamma)
+    train_model.compile(optimizer, LOSS, metrics=["accuracy"])
+    if not find:
+        return train_model, None
+    # the range test on the warmed-up model; every group keeps its ratio to the top
+    from kerastransfer.callbacks.lr_finder import find_learning_rate
+
+    finder = find_learning_rate(train_model, data.train, min_lr=1e-7, max_lr=1e-1, steps=100)
+    found = finder.suggestion()
+    train_model.optimizer.learning_rate = found
+    if verbose:
+        print(
+            f"LR finder: suggested learning rate {found:.3g} "
+            f"(sweep {finder.learning_rates[0]:.1e}..{finder.learning_rates[-1]:.1e})"
+        )
+    return train_model, found
+
+
+def _callbacks(data, config, body_levels, backup_dir, log_dir, verbose):
+    """Gamma refresh (BPA), unfreezing (gradual), rate logging, early stopping, TensorBoard and
+    BackupAndRestore, in that order."""
+    steps = []
+    if config.effective_method == "bpa" or config.bpa:
+        from kerastransfer.methods.bpa import GammaRefresh
+
+        steps.append(GammaRefresh(data, max_batches=2))  # reads only its sample
+    if config.effective_method == "gradual":  # before BackupAndRestore: a resume unfreezes
+        steps.append(
+            GradualUnfreezing(
+                every=config.every,
+                max_levels=body_levels - config.frozen_levels,
+                verbose=int(verbose > 0),
+                backup_dir=backup_dir,
+            )
+        )
+    steps.append(LearningRateLogger())  # History; TensorBoard writes the rates itself
+    steps.append(
+        keras.callbacks.EarlyStopping(
+            "val_loss", patience=config.patience, restore_best_weights=True
+        )
+    )
+    if log_dir:
+        steps.append(keras.callbacks.TensorBoard(log_dir))
+    if backup_dir:
+        steps.append(keras.callbacks.BackupAndRestore(backup_dir))
+    return steps
+
+
+def _accuracies(model, data, evaluate_train):
+    model.compile(loss=LOSS, metrics=["accuracy"])
+
+    def accuracy(dataset):
+        return float(model.evaluate(dataset, verbose=0, return_dict=True)["accuracy"])
+
+    return {
+        "train_accuracy": accuracy(data.dataset("train")) if evaluate_train else math.nan,
+        "val_accuracy": accuracy(data.validation),
+        "test_accuracy": accuracy(data.test),
+    }

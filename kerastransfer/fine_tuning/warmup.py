@@ -13,18 +13,26 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from kerastransfer.methods.feature_extraction import stream_features
+
 SHUFFLE_BUFFER = 4096  # feature vectors held by the warm-up's shuffle
 
 
-def _write(features, dataset, path):
-    """Pooled `features(images)` and labels of a batched dataset, one record pair per batch."""
-    count = 0
-    with tf.io.TFRecordWriter(path) as writer:
-        for x, y in dataset:
-            writer.write(tf.io.serialize_tensor(features(x)).numpy())
-            writer.write(tf.io.serialize_tensor(tf.cast(y, tf.int64)).numpy())
-            count += int(tf.shape(y)[0])
-    return count
+def _write(body, datasets, folder):
+    """Pooled features (`stream_features`) and labels of each batched dataset into its own file
+    in `folder`, one record pair per batch; returns the number of examples of each."""
+    paths = {name: os.path.join(folder, name) for name in datasets}
+    counts = dict.fromkeys(datasets, 0)
+    writers = {name: tf.io.TFRecordWriter(path) for name, path in paths.items()}
+    try:
+        for name, features, labels in stream_features(body, datasets):
+            writers[name].write(tf.io.serialize_tensor(features).numpy())
+            writers[name].write(tf.io.serialize_tensor(tf.cast(labels, tf.int64)).numpy())
+            counts[name] += int(tf.shape(labels)[0])
+    finally:
+        for writer in writers.values():
+            writer.close()
+    return paths, counts
 
 
 def _read(path, width, count):
@@ -45,17 +53,15 @@ def warm_up_head(body, head, data, *, epochs, learning_rate, batch_size, seed, l
     Returns the number of epochs run."""
     width = int(head.input_shape[-1])
     with tempfile.TemporaryDirectory(prefix="kerastransfer-warmup-") as folder:
-        train_file, val_file = os.path.join(folder, "train"), os.path.join(folder, "val")
-        features = tf.function(  # traced once for both splits (and once for a short batch)
-            lambda x: tf.cast(body(x, training=False), tf.float32), reduce_retracing=True
-        )
-        n = _write(features, data.dataset("train", shuffle=True, seed=seed), train_file)
-        n_val = _write(features, data.validation, val_file)
-        train = _read(train_file, width, n).shuffle(min(n, SHUFFLE_BUFFER), seed=seed)
+        splits = {"train": data.dataset("train", shuffle=True, seed=seed), "val": data.validation}
+        paths, counts = _write(body, splits, folder)
+        n = counts["train"]
+        train = _read(paths["train"], width, n).shuffle(min(n, SHUFFLE_BUFFER), seed=seed)
         # a first batch shorter than `batch_size` would split unevenly across replicas, which
         # Keras's first-batch build under a strategy cannot average (one batch of all, then)
         train = train.batch(min(batch_size, n)).prefetch(tf.data.AUTOTUNE)
-        validation = _read(val_file, width, n_val).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        validation = _read(paths["val"], width, counts["val"]).batch(batch_size)
+        validation = validation.prefetch(tf.data.AUTOTUNE)
         head.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
         stop = keras.callbacks.EarlyStopping("val_loss", patience=10, restore_best_weights=True)
         history = head.fit(

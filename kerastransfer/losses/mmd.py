@@ -11,12 +11,13 @@ Deep Adaptation Networks") use a family of m Gaussian kernels, k = sum_u beta_u 
 weights beta_u = 1/m here and bandwidths that are multiples of the batch's pairwise squared
 distance:
 
-    k_u(a, b) = exp(-||a - b||^2 / (c_u * gamma)),
+    k_u(a, b) = exp(-||a - b||^2 / (c_u * h)),
 
-    gamma = mean (or median) of ||z_i - z_j||^2 over the pairs i != j of the joined batch
+    h = mean (or median) of ||z_i - z_j||^2 over the pairs i != j of the joined batch
             z = [source; target],  c_u = multiplier ** (u - m // 2),  u = 0..m-1.
 
-`gamma` is treated as a constant (no gradient flows through the bandwidth), as in DAN.
+The base bandwidth h (the gamma of Long et al.) is treated as a constant (no gradient flows
+through it), as in DAN; the c_u are the bandwidth multipliers.
 
 Two estimates:
 
@@ -64,8 +65,10 @@ class MultiKernelMMD:
         num_kernels: number of Gaussian kernels m (default 5, as in DAN).
         multiplier: ratio between consecutive bandwidths (default 2): bandwidth multiples
             `multiplier ** (u - num_kernels // 2)`, i.e. 1/4, 1/2, 1, 2, 4 by default.
-        bandwidth_multipliers: explicit multiples c_u of gamma; overrides the two above.
-        bandwidth: "mean" (default) or "median" pairwise squared distance as gamma.
+        bandwidth_multipliers: explicit multiples c_u of the base bandwidth h; overrides the
+            two above.
+        bandwidth: the base bandwidth h, the "mean" (default) or "median" pairwise squared
+            distance.
         estimate: "quadratic" (unbiased, O(n^2), default) or "linear" (O(n)).
 
     Call: `mmd(source, target)` with two batches of features of the same shape after the batch
@@ -117,20 +120,20 @@ class MultiKernelMMD:
             return self._linear(source, target)
         return self._quadratic(source, target)
 
-    def _kernel(self, squared_distances, gamma):
+    def _kernel(self, squared_distances, base_bandwidth):
         """Equal-weight mean of the Gaussian kernels at the given squared distances."""
-        gamma = tf.maximum(tf.stop_gradient(gamma), 1e-12)
+        h = tf.maximum(tf.stop_gradient(base_bandwidth), 1e-12)
         multipliers = sorted(self.bandwidth_multipliers, reverse=True)
         if all(abs(a / b - 2.0) < 1e-9 for a, b in zip(multipliers, multipliers[1:])):
             # Bandwidths halving from the widest: exp(-d / (c/2)) = exp(-d / c)^2, so one exp
             # and cheap squarings give the whole family.
-            value = tf.exp(-squared_distances / (multipliers[0] * gamma))
+            value = tf.exp(-squared_distances / (multipliers[0] * h))
             total = value
             for _ in multipliers[1:]:
                 value = tf.square(value)
                 total = total + value
         else:
-            total = tf.add_n([tf.exp(-squared_distances / (c * gamma)) for c in multipliers])
+            total = tf.add_n([tf.exp(-squared_distances / (c * h)) for c in multipliers])
         return total / float(len(multipliers))
 
     def _quadratic(self, source, target):
@@ -149,13 +152,13 @@ class MultiKernelMMD:
         distances = tf.maximum(distances, 0.0) * off_diagonal
         if self.bandwidth == "mean":
             pairs = tf.cast(n * (n - 1), tf.float32)
-            gamma = tf.reduce_sum(distances) / pairs
+            base_bandwidth = tf.reduce_sum(distances) / pairs
         else:
             upper = tf.boolean_mask(
                 distances, tf.linalg.band_part(tf.ones((n, n)), 0, -1) > tf.eye(n)
             )
-            gamma = _median(upper)
-        kernel = self._kernel(distances, gamma) * off_diagonal
+            base_bandwidth = _median(upper)
+        kernel = self._kernel(distances, base_bandwidth) * off_diagonal
         fs, ft = tf.cast(n_s, tf.float32), tf.cast(n_t, tf.float32)
         k_ss = tf.reduce_sum(kernel[:n_s, :n_s]) / (fs * (fs - 1.0))
         k_tt = tf.reduce_sum(kernel[n_s:, n_s:]) / (ft * (ft - 1.0))
@@ -176,10 +179,10 @@ class MultiKernelMMD:
             joined = tf.concat([s, t], axis=0)
             centred = joined - tf.reduce_mean(joined, axis=0, keepdims=True)
             m = tf.cast(2 * n, tf.float32)
-            gamma = 2.0 * tf.reduce_sum(tf.square(centred)) / (m - 1.0)
+            base_bandwidth = 2.0 * tf.reduce_sum(tf.square(centred)) / (m - 1.0)
         else:
-            gamma = _median(tf.reshape(distances, [-1]))
-        kernel = self._kernel(distances, gamma)
+            base_bandwidth = _median(tf.reshape(distances, [-1]))
+        kernel = self._kernel(distances, base_bandwidth)
         h = kernel[0] + kernel[1] - kernel[2] - kernel[3]
         return tf.reduce_mean(h)
 

@@ -1,7 +1,9 @@
 """Transfer-learning methods, one folder or file each.
 
 - `bpa/`: distributed backpropagation by basic probability assignment (`BPAModel`).
+- `domain_adaptation/`: unsupervised domain adaptation, DAN (MK-MMD) and DANN (gradient reversal).
+- `spottune/`: SpotTune, a per-input choice between frozen and fine-tuned blocks.
 - `feature_extraction.py`: frozen features + a linear softmax or SVM classifier.
 - `distillation.py`: knowledge distillation on `keras.distillation`.
-- `layer_transfer.py`: the retained-levels sweep of Gutstein, Fuentes and Freudenthal (2008).
+- `layer_transfer/`: the retained-levels sweep of Gutstein, Fuentes and Freudenthal (2008).
 """

@@ -47,6 +47,8 @@ import numbers
 import keras
 from keras import ops
 
+from kerastransfer._internals import producing_layer
+
 __all__ = ["DenseLogits", "logits_model", "soft_targets", "build_distiller"]
 
 
@@ -126,7 +128,7 @@ def logits_model(model, name=None):
         raise ValueError(
             f"logits_model needs a model with one output; '{model.name}' has {len(model.outputs)}."
         )
-    layer = model.outputs[0]._keras_history.operation
+    layer = producing_layer(model.outputs[0])
     name = name or f"{model.name}_logits"
     if isinstance(layer, keras.layers.Dense):
         if _is_softmax(layer.activation):

@@ -1,15 +1,23 @@
 """Feature extraction + a shallow classifier ("off-the-shelf" features, neon experiment 3).
 
-A frozen backbone turns images into pooled feature vectors once; a linear classifier is trained on
+A frozen network turns images into pooled feature vectors once; a linear classifier is trained on
 them: softmax regression (cross-entropy) or a linear SVM (squared hinge, one-vs-rest, L2).
+
+- `pooled_body(source, input_shape)`: a source network's body, from raw images to its pooled
+  features, with the source's weights (what `fine_tune` warms its head on and fine-tunes).
+- `feature_extractor(source)`: that body frozen, or a frozen cut at a named layer.
+- `stream_features` / `extract_features`: the features of datasets, batch by batch / as arrays.
+- `linear_classifier` / `fit_linear_classifier`: the classifier on them.
 
 Example:
 
 >>> from kerastransfer.data import load_dataset
 >>> from kerastransfer.models import small_cnn
 >>> data = load_dataset("embedded:usps", image_shape=(28, 28, 1), samples_per_class=5)
->>> extractor = feature_extractor(small_cnn(), "fc1")
+>>> extractor = feature_extractor(small_cnn())  # everything below the classifier
 >>> x, y = extract_features(extractor, data.train)
+>>> x.shape, y.shape
+((50, 500), (50,))
 >>> clf = fit_linear_classifier(x, y, data.info.num_classes, epochs=2)
 >>> clf.output_shape
 (None, 10)
@@ -17,65 +25,192 @@ Example:
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from kerastransfer.surgery import get_layer
+from kerastransfer.pretrained import (
+    CAFFE_MODE,
+    application_builder,
+    application_preprocessing,
+    load_source,
+)
+from kerastransfer.surgery import ImportReport, cut_at, import_matching_layers, iter_layers
 
 
-def feature_extractor(model, layer_name, pooling="avg"):
-    """A frozen model mapping inputs to the (pooled) output of `layer_name`.
+def pooled_body(source, input_shape=None, *, weights="imagenet"):
+    """A source network's body: raw images to pooled feature vectors, with the source's weights.
 
-    A 4-D output is pooled ("avg", "max") or flattened ("flatten") into a vector.
+    - A `keras.applications` name: the application's preprocessing (`application_preprocessing`),
+      then the application at `input_shape`, average-pooled, with `weights` imported by
+      `surgery.import_matching_layers` (a gray input gets the first kernel summed over RGB).
+    - A model or `.keras` file: everything below its last weighted layer (its classifier),
+      cloned in the global Keras dtype policy with the source's weights; a 4-D output is
+      average-pooled by a layer named "avg_pool_new".
+
+    Args:
+        source: a `keras.applications` name, a `.keras` file or a Keras model.
+        input_shape: the body's input shape; required for an application, and for a model its
+            own (the default).
+        weights: for an application, "imagenet" or a weights file (no top); None gives any
+            source randomly initialised.
+
+    Returns:
+        `(body, report)`: the body (a trainable model named "body") and the `ImportReport` of
+        the weights it took from the source (the source's classifier listed as not used).
     """
+    name = source if application_builder(source) else None
+    if name:
+        if input_shape is None:
+            raise ValueError(
+                f"`input_shape` must be given for the keras.applications source '{name}', e.g. "
+                "(96, 96, 3). Received: None"
+            )
+        body, report = _application_body(name, tuple(input_shape), weights)
+    else:
+        source = load_source(source)
+        if input_shape is not None and tuple(input_shape) != tuple(source.input_shape[1:]):
+            raise ValueError(
+                f"`input_shape` must be the source model's own, {tuple(source.input_shape[1:])} "
+                f"(a model source keeps its input shape). Received: {tuple(input_shape)}"
+            )
+        clone = _clone_in_global_precision(source)
+        report = ImportReport()
+        if weights is not None:
+            report = import_matching_layers(source, clone)
+        last = [layer for layer in clone.layers if layer.weights][-1]
+        trunk = keras.Model(clone.inputs, last.input, name=f"{clone.name}_body")
+        inputs = keras.Input(trunk.input_shape[1:], name="image")
+        features = trunk(inputs)
+        if len(features.shape) == 4:
+            features = keras.layers.GlobalAveragePooling2D(name="avg_pool_new")(features)
+        body = keras.Model(inputs, features, name="body")
+    present = {layer.name for layer in iter_layers(body)}
+    dropped = [n for n in report.imported if n not in present]  # the source's own head
+    report.imported = [n for n in report.imported if n in present]
+    report.adapted = {k: v for k, v in report.adapted.items() if k in present}
+    report.source_only = [*report.source_only, *dropped]
+    return body, report
+
+
+def _application_body(name, input_shape, weights):
+    inputs = keras.Input(input_shape, name="image")
+    backbone = application_builder(name)(
+        include_top=False, weights=None, input_shape=input_shape, pooling="avg"
+    )
+    report = ImportReport()
+    if weights is not None:
+        pretrained = load_source(name, input_shape=(*input_shape[:2], 3), weights=weights)
+        report = import_matching_layers(pretrained, backbone)
+        if name in CAFFE_MODE and input_shape[-1] == 3:  # RGB images, a BGR first kernel
+            first = next(ly for ly in iter_layers(backbone) if isinstance(ly, keras.layers.Conv2D))
+            first.kernel.assign(keras.ops.flip(first.kernel, axis=2))
+    preprocess = application_preprocessing(name, input_shape[-1])
+    features = backbone(preprocess(inputs) if preprocess is not None else inputs)
+    return keras.Model(inputs, features, name="body"), report
+
+
+def _clone_in_global_precision(model):
+    """`keras.models.clone_model(model)`; under a mixed global dtype policy every float layer of
+    the clone takes that policy (a clone otherwise keeps the source's saved float32 policies)."""
+    policy = keras.config.dtype_policy().name
+    if not policy.startswith("mixed_"):
+        return keras.models.clone_model(model)
+    from kerastransfer.fine_tuning.devices import clone_with_policy
+
+    return clone_with_policy(model, policy)
+
+
+def feature_extractor(
+    source, layer_name=None, pooling="avg", *, input_shape=None, weights="imagenet"
+):
+    """A frozen model from raw images to feature vectors.
+
+    Args:
+        source: a `keras.applications` name, a `.keras` file or a Keras model.
+        layer_name: the layer (of the model itself) whose output are the features; a 4-D
+            output is pooled ("avg", "max") or flattened ("flatten"). Default: the source's
+            pooled body (`pooled_body`), the features its classifier sees.
+        input_shape, weights: for the pooled body, as `pooled_body` takes them.
+    """
+    if layer_name is None:
+        extractor, _ = pooled_body(source, input_shape, weights=weights)
+        extractor.trainable = False
+        return extractor
     if pooling not in ("avg", "max", "flatten"):
         raise ValueError(f"`pooling` must be 'avg', 'max' or 'flatten'. Received: {pooling!r}")
-    layer = get_layer(model, layer_name)
-    if layer in model.layers and isinstance(layer, keras.Model):
-        # A nested model's own `.output` lives in its inner graph; its call in `model` is a node.
-        x = layer._inbound_nodes[-1].output_tensors[0]
-    elif layer in model.layers:
-        x = layer.output
-    else:
+    if application_builder(source):
         raise ValueError(
-            f"Layer '{layer_name}' is inside a nested model of '{model.name}'. Name a layer of "
-            f"'{model.name}' itself, e.g. the nested model: "
-            f"{[sub.name for sub in model.layers if isinstance(sub, keras.Model)]}."
+            f"`layer_name` must be None for the keras.applications source '{source}' (its "
+            f"features are its pooled output, after its preprocessing). Received: {layer_name!r}"
         )
+    model = load_source(source)
+    cut = cut_at(model, layer_name)
+    x = cut.output
     if len(x.shape) == 4:
         x = {
             "avg": keras.layers.GlobalAveragePooling2D(name="features_avg"),
             "max": keras.layers.GlobalMaxPooling2D(name="features_max"),
             "flatten": keras.layers.Flatten(name="features_flat"),
         }[pooling](x)
-    extractor = keras.Model(model.inputs, x, name=f"{model.name}_features")
+    extractor = keras.Model(cut.inputs, x, name=f"{model.name}_features")
     extractor.trainable = False
     return extractor
+
+
+def stream_features(extractor, datasets):
+    """Yields `(name, features, labels)` for every batch of each dataset in `datasets`, in order.
+
+    `extractor` runs in inference mode, traced once for all the datasets; its features come as
+    float32 tensors whatever its dtype policy. Nothing is kept: a caller that writes each batch
+    away holds one batch of features at a time, at any dataset size.
+
+    Args:
+        extractor: a model from images to feature vectors (e.g. from `feature_extractor`).
+        datasets: a dict of name -> batched dataset of (images, labels), each read once, e.g.
+            `{"train": data.train, "validation": data.validation}` of a `TransferData`.
+    """
+    features = tf.function(
+        lambda x: tf.cast(extractor(x, training=False), tf.float32), reduce_retracing=True
+    )
+    for name, dataset in datasets.items():
+        for x, y in dataset:
+            yield name, features(x), y
 
 
 def extract_features(extractor, dataset):
     """Runs `extractor` over a batched dataset of (images, labels): NumPy (features, labels)."""
     feats, labels = [], []
-    for x, y in dataset:  # one pass: a shuffled dataset gives another order on each pass
-        feats.append(np.asarray(extractor.predict_on_batch(x)))
+    for _, x, y in stream_features(extractor, {"dataset": dataset}):  # a shuffled dataset
+        feats.append(x.numpy())  # gives another order on each pass: one pass
         labels.append(np.asarray(y))
     if not feats:
         raise ValueError("The dataset is empty: no features to extract.")
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def linear_classifier(num_features, num_classes, loss="softmax", l2=1e-4, name="linear"):
+def linear_classifier(
+    num_features, num_classes, loss="softmax", l2=1e-4, name="linear", *, normalize=False
+):
     """A compiled linear classifier: `loss="softmax"` (cross-entropy) or `"hinge"` (linear SVM).
 
     The softmax model outputs probabilities and takes integer labels. The SVM outputs raw class
     scores and is trained with `keras.losses.SquaredHinge` on one-hot labels (a one-vs-rest
     squared hinge: Keras maps 0/1 targets to -1/+1); `fit_linear_classifier` one-hot encodes for
     it. Put a `Softmax` after it to serve probabilities.
+
+    `normalize=True` L2-normalises each feature vector first (as Razavian et al. 2014 do) and
+    rescales it by sqrt(num_features), so a feature has unit root-mean-square whatever the scale
+    of the network's features (random weights give pooled features of ~1e-12).
     """
     if loss not in ("softmax", "hinge"):
         raise ValueError(f"`loss` must be 'softmax' or 'hinge'. Received: {loss!r}")
     inputs = keras.Input((num_features,), name="features")
+    x = inputs
+    if normalize:
+        x = keras.layers.UnitNormalization(name="l2_normalize")(x)
+        x = keras.layers.Rescaling(float(np.sqrt(num_features)), name="unit_rms")(x)
     scores = keras.layers.Dense(
         num_classes, kernel_regularizer=keras.regularizers.L2(l2), name="scores"
-    )(inputs)
+    )(x)
     if loss == "softmax":
         model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scores), name=name)
         model.compile(
@@ -101,6 +236,7 @@ def fit_linear_classifier(
     batch_size=128,
     validation=None,
     patience=10,
+    normalize=False,
     verbose=0,
 ):
     """Train a linear classifier on extracted features, with early stopping.
@@ -110,11 +246,13 @@ def fit_linear_classifier(
         num_classes: number of classes.
         loss: "softmax" or "hinge" (linear SVM).
         validation: optional (features, labels) for early stopping on validation loss.
+        normalize: L2-normalise the features to unit RMS inside the classifier (see
+            `linear_classifier`).
 
     Returns:
         The trained Keras classifier.
     """
-    model = linear_classifier(features.shape[1], num_classes, loss=loss)
+    model = linear_classifier(features.shape[1], num_classes, loss=loss, normalize=normalize)
     if loss == "hinge":  # SquaredHinge takes one-hot targets
         labels = keras.utils.to_categorical(labels, num_classes)
         if validation is not None:

@@ -1,7 +1,7 @@
 """`mobilenet_v2_classifier`: an ImageNet MobileNetV2 with its preprocessing and a new head."""
 
-import keras
-from keras import layers
+from kerastransfer.methods.feature_extraction import pooled_body
+from kerastransfer.surgery import replace_head
 
 
 def mobilenet_v2_classifier(
@@ -14,21 +14,21 @@ def mobilenet_v2_classifier(
 ):
     """MobileNetV2 (ImageNet weights by default) with its own preprocessing and a new softmax head.
 
-    Weights load from `$KERAS_HOME/models/` when the file is there, so this works offline once the
-    file is in place. The backbone is nested under the name `mobilenetv2_1.00_{size}`.
+    The body is `pooled_body("MobileNetV2", input_shape)` (raw [0, 255] pixels, a 1-channel
+    input gets the first kernel summed over RGB) and the head `surgery.replace_head`'s:
+    `dropout_new`, `classifier_new`. Weights load from `$KERAS_HOME/models/` when the file is
+    there, so this works offline once the file is in place. The backbone is nested under the
+    name `mobilenetv2_1.00_{size}`.
+
+    Args:
+        weights: "imagenet", None (random initialisation) or an ImageNet weights file (no top).
 
     Example:
 
     >>> model = mobilenet_v2_classifier((96, 96, 3), 5, weights=None)
-    >>> model.output_shape
-    (None, 5)
+    >>> model.output_shape, [layer.name for layer in model.layers][1:]
+    ((None, 5), ['preprocess', 'mobilenetv2_1.00_96', 'dropout_new', 'classifier_new'])
     """
-    backbone = keras.applications.MobileNetV2(
-        input_shape=input_shape, include_top=False, weights=weights, pooling="avg"
-    )
-    inputs = keras.Input(input_shape, name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
-    x = backbone(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    body, _ = pooled_body("MobileNetV2", input_shape, weights=weights)
+    backbone = body.layers[-1].name
+    return replace_head(body, num_classes, cut_layer=backbone, dropout=dropout, name=name)

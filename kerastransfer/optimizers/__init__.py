@@ -18,10 +18,12 @@ the source data. Choose lr 0 when the target data's statistics differ from the s
 All maps are `ScaledMultiOptimizer`s: a `MultiOptimizer` whose `learning_rate` reads the default
 optimizer's rate and, when set, rescales every sub-optimizer by the same factor, so the ratios
 between groups and the zero rates stay. Keras's own `ReduceLROnPlateau` and
-`LearningRateScheduler` already step through `optimizer.optimizers` one by one (a schedule gets
-each group's own rate: write it relative to `lr` to keep the ratios); code that only knows
-`optimizer.learning_rate` (TensorBoard, custom warm-ups) works through the property. Sub-optimizers
-are named (`imported_lr0`, `group0`..., `depth0`...) so their rates are labelled in the logs.
+`LearningRateScheduler` do not use that property: they step through `optimizer.optimizers` one by
+one (`ReduceLROnPlateau` multiplies every group's rate by its factor, down to its `min_lr`; a
+schedule gets each group's own rate: write it relative to `lr` to keep the ratios), and
+`TensorBoard` logs every group's rate. Code that only knows `optimizer.learning_rate` (custom
+warm-ups, `LRFinder`) works through the property. Sub-optimizers are named (`imported_lr0`,
+`group0`..., `depth0`...) so Keras labels their rates in the logs (`learning_rate_<name>`).
 
 Nothing runs silently wrong:
 

@@ -34,7 +34,8 @@ def base_optimizer(base_optimizer):
 
 
 def schedule_of(optimizer):
-    rate = optimizer.get_config()["learning_rate"]
+    """The `LearningRateSchedule` `optimizer` follows (read from its public config), or None."""
+    rate = optimizer.get_config().get("learning_rate")
     if not isinstance(rate, dict):
         return None
     try:

@@ -6,9 +6,8 @@ import re
 import keras
 import numpy as np
 from keras.optimizers import MultiOptimizer, OptimizerMap
-from keras.optimizers.schedules import LearningRateSchedule
 
-from kerastransfer.optimizers.rates import rate_value
+from kerastransfer.optimizers.rates import rate_value, schedule_of
 from kerastransfer.optimizers.validation import check_rate
 
 
@@ -16,10 +15,13 @@ from kerastransfer.optimizers.validation import check_rate
 class ScaledMultiOptimizer(MultiOptimizer):
     """A `MultiOptimizer` with a settable learning rate, that checks its map against the model.
 
-    Keras's `MultiOptimizer` refuses `learning_rate`, which breaks `ReduceLROnPlateau` and
-    `LearningRateScheduler`. Here `learning_rate` is the default optimizer's rate, and setting it
-    multiplies every sub-optimizer's rate by `new / old`: a group at rate 0 stays at 0 and the
-    ratios between groups are kept.
+    Keras's `MultiOptimizer` raises an `AttributeError` on `learning_rate`. Keras's own rate
+    callbacks do not need it: `ReduceLROnPlateau` and `LearningRateScheduler` read and set each
+    sub-optimizer's rate (`optimizer.optimizers`), and `TensorBoard` logs each one
+    (`learning_rate_<sub-optimizer name>`). Code that knows only `optimizer.learning_rate` (a
+    custom warm-up, `LRFinder`) fails on it. Here `learning_rate` is the default optimizer's rate,
+    and setting it multiplies every sub-optimizer's rate by `new / old`: a group at rate 0 stays
+    at 0 and the ratios between groups are kept.
 
     When built on the model's trainable variables (at the first `fit` step, or when a saved model
     is loaded), every key of the map must match a variable, and every layer listed in
@@ -52,6 +54,7 @@ class ScaledMultiOptimizer(MultiOptimizer):
         allow_frozen=False,
     ):
         super().__init__(optimizer_map, loss_scale_factor=loss_scale_factor, name=name)
+        self._map = optimizer_map  # the map Keras routes variables with, kept here to read it
         self.allow_frozen = bool(allow_frozen)
         self._layer_groups = tuple(
             (str(key), tuple(names)) for key, names in (layer_groups or {}).items()
@@ -59,8 +62,12 @@ class ScaledMultiOptimizer(MultiOptimizer):
 
     @property
     def default_optimizer(self):
-        default = getattr(self._optimizer_map, "default_optimizer", None)
+        default = getattr(self._map, "default_optimizer", None)
         return default if default is not None else self.optimizers[0]
+
+    def optimizer_for(self, variable):
+        """The sub-optimizer that updates `variable` (as the map routes it)."""
+        return self._map(variable)
 
     @property
     def learning_rate(self):
@@ -68,8 +75,8 @@ class ScaledMultiOptimizer(MultiOptimizer):
 
     @learning_rate.setter
     def learning_rate(self, value):
-        if not hasattr(self, "_inner_optimizers"):
-            return  # Optimizer.__init__ sets a placeholder rate before the map exists.
+        if getattr(self, "_map", None) is None:
+            return  # not constructed yet: no group to rescale
         new = check_rate(float(np.asarray(keras.ops.convert_to_numpy(value))), "learning_rate")
         old = rate_value(self.default_optimizer)
         if old == 0.0:
@@ -77,12 +84,13 @@ class ScaledMultiOptimizer(MultiOptimizer):
                 "Cannot rescale a ScaledMultiOptimizer whose default optimizer has learning "
                 "rate 0: the factor new/old is undefined. Set the sub-optimizers' rates directly."
             )
-        for opt in self.optimizers:
-            if isinstance(opt._learning_rate, LearningRateSchedule):
+        for opt in self.optimizers:  # all checked before any rate changes
+            if schedule_of(opt) is not None:
                 raise TypeError(
                     f"Sub-optimizer '{opt.name}' follows a LearningRateSchedule, whose rate cannot "
                     "be set by a callback. Use either schedules or rate callbacks, not both."
                 )
+        for opt in self.optimizers:
             opt.learning_rate = rate_value(opt) * new / old
 
     def learning_rates(self):
@@ -95,13 +103,13 @@ class ScaledMultiOptimizer(MultiOptimizer):
         super().build(var_list)
 
     def _check_map(self, var_list):
-        if self.allow_frozen or not isinstance(self._optimizer_map, OptimizerMap):
+        if self.allow_frozen or not isinstance(self._map, OptimizerMap):
             return
         paths = [v.path for v in var_list]
         owners = {p.split("/")[-2] for p in paths if "/" in p}
         names_of = dict(self._layer_groups)
         problems = []
-        for key, opt in self._optimizer_map.items():
+        for key, opt in self._map.items():
             if key in names_of:
                 missing = [n for n in names_of[key] if n not in owners]
             elif not any(p == key or re.fullmatch(key, p) for p in paths):

@@ -14,11 +14,12 @@ The search space (`SEARCH_SPACE`), each choice a `fine_tune` argument of the sam
 - `bpa`: BPA gradient costs on or off (always on for method "bpa"), and its `gamma` functional,
   "agreement" or "paper" (Shahriari 2017).
 
-The defaults are `kerastransfer fit`'s, and the search (`tuning.search`) tries them first.
+The defaults are `FineTuneConfig`'s (`kerastransfer fit`'s), and the search (`tuning.search`)
+tries them first.
 
 `build(hp)` builds the target network with the source's layers imported
-(`fine_tune.build_transfer_model`); `fit(hp, model)` runs the warm-up and the method
-(`fine_tune.train_transfer_model`) and returns the validation accuracy as the objective.
+(`fine_tuning.build_transfer_model`); `fit(hp, model)` runs the warm-up and the method
+(`fine_tuning.train_transfer_model`) and returns the validation accuracy as the objective.
 
 Example:
 
@@ -31,10 +32,16 @@ Example:
 ('discriminative', 0.0001)
 """
 
-import keras_tuner
-
-from kerastransfer.fine_tuning import METHODS, build_transfer_model, train_transfer_model
+from kerastransfer._extras import require
+from kerastransfer.fine_tuning import (
+    METHODS,
+    FineTuneConfig,
+    build_transfer_model,
+    train_transfer_model,
+)
 from kerastransfer.surgery import weighted_levels
+
+keras_tuner = require("keras_tuner", "The transfer search (kerastransfer.tuning)")
 
 SEARCH_SPACE = {
     "method": list(METHODS),
@@ -54,30 +61,19 @@ class TransferHyperModel(keras_tuner.HyperModel):
     Args:
         source: a `keras.applications` name, a `.keras` file or a model (as `fine_tune` takes).
         data: a `kerastransfer.data.TransferData` whose `image_shape` is the model's input.
-        epochs, patience, warmup_epochs, batch_size: per-trial training budget (default:
-            `fine_tune`'s, so a trial of the default values is `kerastransfer fit`).
+        config: a `FineTuneConfig` for what is not searched, e.g. the per-trial budget
+            (`epochs`, `patience`, `warmup_epochs`, `batch_size`); default: `fine_tune`'s, so a
+            trial of the default values is `kerastransfer fit`.
+        **choices: fields of `FineTuneConfig` replacing `config`'s (`epochs=1`, ...).
     """
 
-    def __init__(
-        self,
-        source,
-        data,
-        *,
-        epochs=10,
-        patience=2,
-        warmup_epochs=200,
-        batch_size=32,
-        name="transfer",
-    ):
+    def __init__(self, source, data, *, config=None, name="transfer", **choices):
         super().__init__(name=name)
         self.source = source
         # each trial iterates fresh pipelines, as `fine_tune` does: a shuffled dataset reused
         # across trials would continue its shuffle order and break `fit`'s reproduction
         self.data = data
-        self.epochs = epochs
-        self.patience = patience
-        self.warmup_epochs = warmup_epochs
-        self.batch_size = batch_size
+        self.config = (config or FineTuneConfig()).replace(**choices)
         self._parts = None
         self._max_frozen_levels = None
 
@@ -90,18 +86,25 @@ class TransferHyperModel(keras_tuner.HyperModel):
         frozen = SEARCH_SPACE["frozen_levels"]
         if max_frozen_levels is not None:
             frozen = sorted({min(v, max(int(max_frozen_levels), 0)) for v in frozen})
+        default = FineTuneConfig()  # `kerastransfer fit`'s configuration
         return effective_values(
             {
-                "method": hp.Choice("method", SEARCH_SPACE["method"], default="discriminative"),
-                "frozen_levels": hp.Choice("frozen_levels", frozen, default=0),
+                "method": hp.Choice("method", SEARCH_SPACE["method"], default=default.method),
+                "frozen_levels": hp.Choice("frozen_levels", frozen, default=default.frozen_levels),
                 "imported_rate": hp.Choice(
-                    "imported_rate", SEARCH_SPACE["imported_rate"], default=0.1
+                    "imported_rate",
+                    SEARCH_SPACE["imported_rate"],
+                    default=default.effective_imported_rate,
                 ),
-                "head_width": hp.Choice("head_width", SEARCH_SPACE["head_width"], default=0),
-                "dropout": hp.Choice("dropout", SEARCH_SPACE["dropout"], default=0.2),
-                "learning_rate": hp.Float("learning_rate", low, high, sampling="log", default=1e-4),
-                "bpa": hp.Boolean("bpa", default=False),
-                "gamma": hp.Choice("gamma", SEARCH_SPACE["gamma"], default="agreement"),
+                "head_width": hp.Choice(
+                    "head_width", SEARCH_SPACE["head_width"], default=default.head_width
+                ),
+                "dropout": hp.Choice("dropout", SEARCH_SPACE["dropout"], default=default.dropout),
+                "learning_rate": hp.Float(
+                    "learning_rate", low, high, sampling="log", default=default.learning_rate
+                ),
+                "bpa": hp.Boolean("bpa", default=default.bpa),
+                "gamma": hp.Choice("gamma", SEARCH_SPACE["gamma"], default=default.gamma),
             }
         )
 
@@ -130,27 +133,11 @@ class TransferHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        values = self.declare(hp, self.max_frozen_levels)
+        config = self.config.replace(**self.declare(hp, self.max_frozen_levels))
         body, head, report = self._parts
         self._parts = None
         result = train_transfer_model(
-            model,
-            body,
-            head,
-            report,
-            self.data,
-            method=values["method"],
-            learning_rate=values["learning_rate"],
-            imported_rate=values["imported_rate"],
-            frozen_levels=values["frozen_levels"],
-            bpa=values["bpa"],
-            gamma=values["gamma"],
-            warmup_epochs=self.warmup_epochs,
-            epochs=self.epochs,
-            patience=self.patience,
-            batch_size=self.batch_size,
-            verbose=0,
-            evaluate_train=False,
+            model, body, head, report, self.data, config, verbose=0, evaluate_train=False
         )
         self.last_report = result
         return {"val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}

@@ -14,10 +14,15 @@ import os
 import time
 
 import keras
-import keras_tuner
 
+from kerastransfer._extras import require
+from kerastransfer._internals import tuner_checkpoint_path
+from kerastransfer.fine_tuning import FineTuneConfig
+from kerastransfer.fine_tuning.command_line import fit_command_line
 from kerastransfer.tuning.transfer_hypermodel import TransferHyperModel, effective_values
 from kerastransfer.tuning.trial_memory import TrialMemory, live_graphs
+
+keras_tuner = require("keras_tuner", "The transfer search (kerastransfer.tuning)")
 
 
 def _rss_mb():
@@ -61,9 +66,11 @@ class TransferSearch(keras_tuner.Tuner):
         try:
             with TrialMemory():
                 keras.utils.set_random_seed(self.seed)  # as `kerastransfer fit --seed` does
-                model = self._try_build(hp)
+                keras.backend.clear_session()  # as keras-tuner does before each build
+                model = self.hypermodel.build(hp)
                 metrics = self.hypermodel.fit(hp, model)
-                model.save_weights(self._get_checkpoint_fname(trial.trial_id))
+                # where `load_model` (`get_best_models`) reads the trained weights back
+                model.save_weights(tuner_checkpoint_path(self, trial.trial_id))
                 del model
         finally:  # a failed trial is timed too (keras-tuner records it as failed)
             self.trial_seconds.append(time.perf_counter() - start)
@@ -87,41 +94,21 @@ class TransferSearch(keras_tuner.Tuner):
     verbose_trials = True
 
 
-def fit_command(source, data, values, *, epochs, seed=0, **options):
+def fit_command(source, data, values, config=None, **choices):
     """The `kerastransfer fit` command line that trains `values` (a tuner's best values).
 
-    `options` are other `fine_tune` arguments of the search (`warmup_epochs`, `batch_size`,
-    `samples_per_class`, `validation_split`, `image_size`); those left at `fit`'s defaults are
-    not printed."""
+    `config` (a `FineTuneConfig`, or its fields as `choices`: `epochs`, `warmup_epochs`,
+    `batch_size`, `samples_per_class`, `validation_split`, `image_size`, `seed`...) is the rest
+    of the search's configuration; its fields left at `fit`'s defaults are not printed."""
     values = effective_values(values)
-    parts = ["kerastransfer", "fit", str(source), str(data), "--method", values["method"]]
-    parts += ["--frozen-levels", str(values["frozen_levels"])]
-    parts += ["--imported-rate", f"{values['imported_rate']:g}"]
-    parts += ["--head-width", str(values["head_width"]), "--dropout", f"{values['dropout']:g}"]
-    parts += ["--learning-rate", repr(float(values["learning_rate"])), "--epochs", str(epochs)]
-    if values["bpa"]:
-        parts.append("--bpa")
+    searched = ["method", "frozen_levels", "imported_rate", "head_width", "dropout"]
+    searched += ["learning_rate", "epochs"] + ["bpa"] * values["bpa"]
     if values["bpa"] or values["method"] == "bpa":
-        parts += ["--gamma", values["gamma"]]
-    for name, value in options.items():
-        if name not in _FIT_DEFAULTS:
-            raise TypeError(f"fit_command() got an unexpected keyword argument '{name}'")
-        if value is not None and value != _FIT_DEFAULTS[name]:
-            parts += [
-                "--" + name.replace("_", "-"),
-                f"{value:g}" if isinstance(value, float) else str(value),
-            ]
-    parts += ["--seed", str(seed)]
-    return " ".join(parts)
-
-
-_FIT_DEFAULTS = {  # `kerastransfer fit`'s (and `fine_tune`'s)
-    "warmup_epochs": 200,
-    "batch_size": 32,
-    "samples_per_class": None,
-    "validation_split": 0.1,
-    "image_size": None,
-}
+        searched.append("gamma")
+    else:  # no BPA: its functional is not printed
+        values["gamma"] = FineTuneConfig.gamma
+    config = (config or FineTuneConfig()).replace(**choices).replace(**values)
+    return fit_command_line(source, data, config, always=searched)
 
 
 def search(
@@ -131,16 +118,11 @@ def search(
     trials=10,
     directory="tune_results",
     project_name=None,
-    epochs=10,
-    warmup_epochs=200,
-    samples_per_class=50,
-    validation_split=0.1,
-    image_size=None,
-    batch_size=32,
+    config=None,
     export=None,
     export_formats=("saved_model",),
-    seed=0,
     verbose=1,
+    **choices,
 ):
     """Search transfer choices for `source` on `data`; return `(tuner, best_values, command)`.
 
@@ -149,55 +131,41 @@ def search(
         source: a `keras.applications` name, a `.keras` file or a model.
         trials: the trial budget (`max_trials`).
         directory: results folder; rerunning with the same folder resumes the search.
-        epochs: fine-tuning epochs per trial (early stopping may end it sooner).
+        config: a `FineTuneConfig` for all a trial does not search: its budget (`epochs`,
+            `patience`, `warmup_epochs`), the data (`samples_per_class`, `validation_split`,
+            `batch_size`, `image_size`) and `seed`. Default: `fit`'s, with 50 images per class.
+        **choices: fields of `FineTuneConfig` replacing `config`'s (`epochs=1`, ...).
         export: write the best model's serving export here.
     """
     from kerastransfer.data import load_dataset
-    from kerastransfer.fine_tuning import application_builder
+    from kerastransfer.fine_tuning import target_input_shape
 
-    keras.utils.set_random_seed(seed)
+    config = (config or FineTuneConfig(samples_per_class=50)).replace(**choices)
+    keras.utils.set_random_seed(config.seed)
     data_obj = load_dataset(
         data,
-        validation_split=validation_split,
-        samples_per_class=samples_per_class,
-        batch_size=batch_size,
-        seed=seed,
+        validation_split=config.validation_split,
+        samples_per_class=config.samples_per_class,
+        batch_size=config.batch_size,
+        seed=config.seed,
     )
-    if application_builder(source) if isinstance(source, str) else False:
-        size = int(image_size or 96)
-        data_obj.image_shape = (size, size, data_obj.info.image_shape[-1])
-    else:
-        from kerastransfer.surgery import load_source
-
-        source_model = load_source(source)
-        data_obj.image_shape = tuple(source_model.input_shape[1:])
-    hypermodel = TransferHyperModel(
-        source, data_obj, epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size
+    data_obj.image_shape = target_input_shape(
+        source, data_obj.info.image_shape, image_size=config.image_size, channels=config.channels
     )
+    hypermodel = TransferHyperModel(source, data_obj, config=config)
     name = project_name or f"{os.path.basename(str(source))}_{str(data).replace(':', '_')}"
     tuner = TransferSearch(
         hypermodel,
         max_trials=trials,
         directory=directory,
         project_name=name,
-        seed=seed,
+        seed=config.seed,
         overwrite=False,
     )
     tuner.verbose_trials = bool(verbose)
     tuner.search(verbose=0)
     best = tuner.get_best_hyperparameters(1)[0].values
-    command = fit_command(
-        source,
-        data,
-        best,
-        epochs=epochs,
-        seed=seed,
-        warmup_epochs=warmup_epochs,
-        batch_size=batch_size,
-        samples_per_class=samples_per_class,
-        validation_split=validation_split,
-        image_size=image_size,
-    )
+    command = fit_command(source, data, best, config)
     if verbose:
         best_trial = tuner.oracle.get_best_trials(1)[0]
         print(f"best trial {best_trial.trial_id}: val_accuracy {best_trial.score:.4f}")

@@ -32,18 +32,9 @@ import gc
 
 import keras
 
+from kerastransfer._internals import gradient_registry
+
 _PREFIX = "CustomGradient-"
-
-
-def _gradient_registry():
-    """TensorFlow's registry of gradient functions (a dict), or None when this TensorFlow keeps
-    it elsewhere (then nothing is purged)."""
-    try:
-        from tensorflow.python.framework import ops
-    except ImportError:
-        return None
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else None
 
 
 def live_graphs():
@@ -74,12 +65,12 @@ class TrialMemory:
         self._before = None
 
     def __enter__(self):
-        registry = _gradient_registry()
+        registry = gradient_registry()
         self._before = set(registry) if registry is not None else None
         return self
 
     def __exit__(self, *exc_info):
-        registry = _gradient_registry()
+        registry = gradient_registry()
         if registry is not None and self._before is not None:
             new = [k for k in registry if k.startswith(_PREFIX) and k not in self._before]
             for key in new:

@@ -80,6 +80,14 @@ def test_with_a_per_layer_map_the_zero_group_stays_zero(mirrored):
     np.testing.assert_array_equal(model.get_layer("conv1").kernel.numpy(), conv1)
 
 
+def test_refuses_a_learning_rate_schedule():
+    model = small_cnn(filters=(4, 6), dense=16, num_classes=3)
+    decay = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=4, decay_rate=0.5)
+    model.compile(keras.optimizers.SGD(decay), "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="constant learning rate"):
+        find_learning_rate(model, _data(16), steps=4, batch_size=8)
+
+
 def test_rejects_bad_ranges():
     with pytest.raises(ValueError, match="min_lr < max_lr"):
         LRFinder(1.0, 0.1)

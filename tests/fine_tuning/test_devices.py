@@ -15,6 +15,7 @@ from kerastransfer.fine_tuning.devices import (
     visible_gpus,
 )
 from kerastransfer.models import small_cnn
+from kerastransfer.surgery import get_layer
 
 DATA = "embedded:usps"  # 16x16 gray digits, converted to the source's 28x28 input
 # Weights after 3 epochs on 1 and on 2 devices differ by ~2e-8 (float32 reduction order).
@@ -110,10 +111,8 @@ def test_mixed_precision_trains_and_exports_a_float32_model(
     model, report = result.model, result.report
     assert report.precision == precision and f"dtype policy {precision}" in str(report)
     compute = precision.removeprefix("mixed_")
-    assert model.get_layer("body").get_layer("primary_body").get_layer("conv1").compute_dtype == (
-        compute
-    )
-    assert model.get_layer("head").get_layer("classifier_new").compute_dtype == "float32"
+    assert get_layer(model, "conv1").compute_dtype == compute
+    assert get_layer(model, "classifier_new").compute_dtype == "float32"
     assert np.all(np.isfinite(report.history["loss"])) and len(report.history["loss"]) == 2
     if precision == "mixed_float16":  # loss scaling around the per-layer map
         assert isinstance(watch.optimizer, keras.optimizers.LossScaleOptimizer)

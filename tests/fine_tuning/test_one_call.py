@@ -190,20 +190,19 @@ def test_mobilenet_v2_imagenet_on_gray_images(imagenet_weights):
     assert len(report.imported) > 100
 
 
-def test_an_application_that_cannot_load_offline_names_the_file(tmp_path, monkeypatch):
-    import keras.utils
+def test_an_application_that_cannot_load_offline_names_the_file():
+    import urllib.request
 
-    def no_network(*args, **kwargs):
-        raise Exception(
-            "URL fetch failure on https://storage.googleapis.com/x/"
-            "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5: no network"
-        )
-
-    monkeypatch.setattr(keras.utils, "get_file", no_network)
-    from kerastransfer.fine_tuning import load_application_source
-
-    with pytest.raises(ValueError, match="put densenet121_weights.*notop.h5 into .*models/"):
-        load_application_source("DenseNet121", (32, 32, 1))
+    # No network: route downloads to a closed local port (Keras downloads with urllib).
+    proxy = urllib.request.ProxyHandler(
+        {"http": "http://127.0.0.1:9", "https": "http://127.0.0.1:9"}
+    )
+    urllib.request.install_opener(urllib.request.build_opener(proxy))
+    try:
+        with pytest.raises(RuntimeError, match="copy that file to .*models/densenet121_.*notop.h5"):
+            fine_tune("DenseNet121", DATA, image_size=32, samples_per_class=2, verbose=0)
+    finally:
+        urllib.request.install_opener(None)
 
 
 def test_learning_rate_find_runs_the_range_test_first(source):

@@ -1,4 +1,4 @@
-"""The README's main-job table is what its command prints (long: `pytest -m slow`)."""
+"""The main job's table in recipes/README.md is what its command prints (long: `pytest -m slow`)."""
 
 import pathlib
 import re
@@ -6,11 +6,13 @@ import re
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+RECIPES_README = REPO / "recipes" / "README.md"
+PAIRS = (("mnist", "usps"), ("usps", "mnist"))
 
 
 def readme_rows():
-    """(primary, target, method) -> (train, test) of the main job's table in README.md."""
-    text = (REPO / "README.md").read_text()
+    """(primary, target, method) -> (train, test) of the transfer tables in recipes/README.md."""
+    text = RECIPES_README.read_text()
     rows = {}
     pattern = r"^(\w+)\s+(\w+)\s+([\w-]+)\s+([\d.]+) \+- [\d.]+\s+([\d.]+) \+- [\d.]+\s+[\d.]+$"
     for m in re.finditer(pattern, text, re.M):
@@ -18,11 +20,19 @@ def readme_rows():
     return rows
 
 
+def main_job_rows():
+    return {k: v for k, v in readme_rows().items() if k[:2] in PAIRS}
+
+
+def test_recipes_readme_holds_the_main_job_table():
+    rows = main_job_rows()
+    methods = ("standard", "fine-tune", "bpa-paper", "bpa-agreement")
+    assert sorted(rows) == sorted((*pair, method) for pair in PAIRS for method in methods)
+
+
 @pytest.mark.slow
 def test_main_job_prints_the_readme_table(tmp_path, load_recipe):
-    expected = {
-        k: v for k, v in readme_rows().items() if k[:2] in (("mnist", "usps"), ("usps", "mnist"))
-    }
+    expected = main_job_rows()
     assert len(expected) == 8
     out = load_recipe("bpa_paper").main(["--saved-models", str(tmp_path)])
     for r in out["results"]:

@@ -57,7 +57,7 @@ def test_build_and_fit_one_trial(tmp_path, method, bpa):
     space = keras_tuner.HyperParameters()
     TransferHyperModel.declare(space, hypermodel.max_frozen_levels)
     assert list(space.get_config()["space"][1]["config"]["values"]) == [0, 2]
-    assert model.get_layer("head").get_layer("fc1_new").units == 64
+    assert model.get_layer("fc1_new").units == 64
     metrics = hypermodel.fit(hp, model)
     assert 0 <= metrics["val_accuracy"] <= 1
     report = hypermodel.last_report

@@ -2,7 +2,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerastransfer.tuning.trial_memory import TrialMemory, _gradient_registry, live_graphs
+from kerastransfer._internals import gradient_registry
+from kerastransfer.tuning.trial_memory import TrialMemory, live_graphs
 
 
 def _train_once():
@@ -13,7 +14,7 @@ def _train_once():
 
 
 def _custom_gradients():
-    return {k for k in _gradient_registry() if k.startswith("CustomGradient-")}
+    return {k for k in gradient_registry() if k.startswith("CustomGradient-")}
 
 
 def test_trained_models_leave_no_graph_behind():

@@ -14,8 +14,8 @@ before any weight moves.
 
 Gamma is model state: one non-trainable variable per split layer, saved and restored with the
 model (`.keras` files, `BackupAndRestore`). Each affected variable also has a precomputed
-broadcastable multiplier (a non-trainable variable updated whenever Gamma changes), so the hot
-path costs one multiply per affected gradient.
+broadcastable multiplier (a non-trainable variable updated whenever Gamma changes; see
+`gradient_scales.py`), so the hot path costs one multiply per affected gradient.
 
 Example:
 
@@ -36,10 +36,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer._internals import loss_tracker
 from kerastransfer.methods.bpa import dempster_shafer, filter_costs
 from kerastransfer.methods.bpa import split_layers as splits
-from kerastransfer.methods.bpa.channel_slices import channel_slices
-from kerastransfer.methods.bpa.probing import assert_finite_inputs, filter_probe
+from kerastransfer.methods.bpa.base_probe import assert_finite_inputs
+from kerastransfer.methods.bpa.gradient_scales import GradientScales
+from kerastransfer.methods.bpa.probing import filter_probe
 
 NONFINITE_LOSS = (
     "BPAModel: the images or the training loss is NaN or infinite (NaN/inf images, labels out "
@@ -82,7 +84,7 @@ class BPAModel(keras.Model):
             raise ValueError(
                 f"`model` must be a functional keras.Model. Received: {type(model).__name__}"
             )
-        dempster_shafer.check_method(gamma)
+        dempster_shafer.check_gamma(gamma)
         dempster_shafer.check_normalization(normalization)
         super().__init__(name=name or f"bpa_{model.name}", **kwargs)
         self.network = model
@@ -103,33 +105,18 @@ class BPAModel(keras.Model):
         self._refresh_count = self.add_weight(
             shape=(), initializer="zeros", trainable=False, name="gamma_refreshes", dtype="int64"
         )
-        # variable -> [(gamma index, owner array)]; one multiplier per affected variable.
-        groups, unscaled = {}, {}
-        for i, (_, layer) in enumerate(named):
-            owned, left = channel_slices(model, layer)
-            for variable, owner in owned:
-                groups.setdefault(id(variable), (variable, []))[1].append((i, owner))
-            unscaled.update((id(v), v) for v in left)
-        scaled = []  # (variable, multiplier variable, [(gamma index, owner)])
-        for variable, members in groups.values():
-            multiplier = self.add_weight(
-                shape=np.broadcast_shapes(*(owner.shape for _, owner in members)),
-                initializer="ones",
-                trainable=False,
-                name=f"gamma_scale_{variable.path.replace('/', '_')}",
-            )
-            scaled.append((variable, multiplier, members))
-        # Not tracked: the variables belong to `model` (saved there), the multipliers to `self`.
-        object.__setattr__(self, "_scaled", scaled)
+        # Not tracked: the scaled variables belong to `model` (saved there), the multipliers to
+        # `self` (created on it).
+        scales = GradientScales(self, model, [layer for _, layer in named])
+        object.__setattr__(self, "_scales", scales)
         object.__setattr__(self, "_split_objects", [layer for _, layer in named])
-        object.__setattr__(self, "_unscaled", [v.path for v in unscaled.values()])
         object.__setattr__(self, "_probes", None)
-        if self._unscaled:
+        if scales.unscaled:
             warnings.warn(
                 f"BPAModel '{self.name}': channels of split layers {self.split_layers} are mixed "
                 "with no per-filter slice (a reshape, a softmax over channels, a layer the "
                 "per-filter walk does not know) before these variables read them, so their "
-                f"gradients are not scaled by Gamma: {self._unscaled}. "
+                f"gradients are not scaled by Gamma: {scales.unscaled}. "
                 "See `BPAModel.unscaled_variables`.",
                 stacklevel=2,
             )
@@ -157,12 +144,12 @@ class BPAModel(keras.Model):
     def unscaled_variables(self):
         """Paths of variables that read a split channel only after it was mixed with no
         per-filter slice (their gradients are not scaled; the model warned once about them)."""
-        return list(self._unscaled)
+        return list(self._scales.unscaled)
 
     @property
     def gamma_scales(self):
         """dict variable path -> the multiplier applied to its gradient."""
-        return {v.path: np.asarray(keras.ops.convert_to_numpy(m)) for v, m, _ in self._scaled}
+        return self._scales.values()
 
     def set_gamma(self, values):
         """Sets Gamma (dict layer name -> array (d,)) and refreshes the gradient multipliers."""
@@ -173,24 +160,10 @@ class BPAModel(keras.Model):
             )
         current = self.gamma
         for i, name in enumerate(self.split_layers):
-            if name not in values:
-                continue
-            value = np.asarray(values[name], dtype="float32")
-            valid = np.all(np.isfinite(value)) and not np.any(value < 0)
-            if value.shape != current[name].shape or not valid:
-                raise ValueError(
-                    f"Gamma for '{name}' must be {current[name].shape[0]} finite non-negative "
-                    f"values. Received shape {value.shape}, "
-                    f"min {value.min() if value.size else None}"
-                )
-            current[name] = value
-            self._gamma_vars[i].assign(value)
-        for _, multiplier, members in self._scaled:
-            scale = np.ones(multiplier.shape, dtype="float32")
-            for i, owner in members:
-                gamma = current[self.split_layers[i]]
-                scale = scale * np.where(owner >= 0, gamma[np.maximum(owner, 0)], 1.0)
-            multiplier.assign(scale.astype("float32"))
+            if name in values:
+                current[name] = dempster_shafer.as_gamma(values[name], len(current[name]), name)
+                self._gamma_vars[i].assign(current[name])
+        self._scales.update([current[name] for name in self.split_layers])
 
     def compute_gamma(self, data, *, subset="train", strategy=None):
         """Computes Gamma from the d masked passes per split layer on `data` and sets it.
@@ -215,9 +188,7 @@ class BPAModel(keras.Model):
         data = filter_costs.labelled_set(data, subset)
         confusions = filter_costs.filter_confusions(self._probes, data, strategy=strategy)
         values = {
-            name: dempster_shafer.normalize_gamma(
-                dempster_shafer.gamma(c, self.gamma_method), self.normalization
-            )
+            name: dempster_shafer.normalized_costs(c, self.gamma_method, self.normalization)
             for name, c in zip(self.split_layers, confusions)
         }
         self.set_gamma(values)
@@ -229,14 +200,7 @@ class BPAModel(keras.Model):
 
     def scale_gradients(self, gradients, variables):
         """Multiplies each filter's gradients by its Gamma; others pass unchanged."""
-        multipliers = {id(v): m for v, m, _ in self._scaled}
-        scaled = []
-        for g, v in zip(gradients, variables):
-            m = multipliers.get(id(v))
-            if m is not None and g is not None:
-                g = g * tf.cast(m.value, g.dtype)
-            scaled.append(g)
-        return scaled
+        return self._scales(gradients, variables)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -249,7 +213,7 @@ class BPAModel(keras.Model):
             # compute_loss divides by the number of replicas; track the per-batch mean loss, as
             # Keras's own train_step does (its helper for this has no public name).
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            self._loss_tracker.update_state(
+            loss_tracker(self).update_state(
                 loss * tf.cast(replicas, loss.dtype),
                 sample_weight=tf.shape(tf.nest.flatten(x)[0])[0],
             )

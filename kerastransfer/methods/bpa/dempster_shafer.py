@@ -16,7 +16,7 @@ columns = predicted class):
    sum_j R_j S_j = 0;
 4. Theta = (M_1, ..., M_C).
 
-Costs Gamma of a classifier:
+Costs Gamma of a classifier (`gamma_costs`; its `gamma` argument picks the functional):
 
 - `"paper"` (Eq. 5): ||Theta||_2. Known flaw: Theta sums to one, so this norm is smallest
   (1/sqrt(C)) for a classifier equally good on every class -- a perfect one included -- and
@@ -31,7 +31,7 @@ Every function takes a batch of matrices: any leading axes (typically one per fi
 
 import numpy as np
 
-GAMMA_METHODS = ("paper", "agreement")
+GAMMA_FUNCTIONALS = ("paper", "agreement")
 NORMALIZATIONS = ("max", "mean", "none")
 
 
@@ -44,9 +44,9 @@ def _check_confusion(confusion):
         )
 
 
-def check_method(method):
-    if method not in GAMMA_METHODS:
-        raise ValueError(f"`method` must be one of {GAMMA_METHODS}. Received: method={method!r}")
+def check_gamma(gamma):
+    if gamma not in GAMMA_FUNCTIONALS:
+        raise ValueError(f"`gamma` must be one of {GAMMA_FUNCTIONALS}. Received: gamma={gamma!r}")
 
 
 def check_normalization(normalization):
@@ -99,27 +99,27 @@ def bpa(confusion):
     return _safe_div(joint, joint.sum(axis=-1, keepdims=True))
 
 
-def gamma(confusion, method="paper"):
+def gamma_costs(confusion, gamma="paper"):
     """The cost Gamma of a classifier from its confusion matrix.
 
     Args:
         confusion: array of shape (..., C, C).
-        method: `"paper"` (Eq. 5, the L2 norm of `bpa(confusion)`; largest for a constant
-            classifier, see the module docstring) or `"agreement"` ((1/C) sum_i r_ii s_ii; 1 for
-            a perfect classifier).
+        gamma: the cost functional, `"paper"` (Eq. 5, the L2 norm of `bpa(confusion)`; largest
+            for a constant classifier, see the module docstring) or `"agreement"` ((1/C) sum_i
+            r_ii s_ii; 1 for a perfect classifier).
 
     Returns:
         float64 array of shape (...,).
 
     Example:
 
-    >>> round(float(gamma([[5, 0], [0, 5]], "paper")), 4)  # 1/sqrt(2)
+    >>> round(float(gamma_costs([[5, 0], [0, 5]], "paper")), 4)  # 1/sqrt(2)
     0.7071
-    >>> float(gamma([[5, 0], [0, 5]], "agreement"))
+    >>> float(gamma_costs([[5, 0], [0, 5]], "agreement"))
     1.0
     """
-    check_method(method)
-    if method == "paper":
+    check_gamma(gamma)
+    if gamma == "paper":
         return np.linalg.norm(bpa(confusion), axis=-1)
     r, s = _ratio_diagonals(confusion)
     return np.mean(r * s, axis=-1)
@@ -154,3 +154,24 @@ def normalize_gamma(costs, normalization="max"):
         else costs.mean(axis=-1, keepdims=True)
     )
     return np.where(scale > 0, _safe_div(costs, scale), 1.0)
+
+
+def normalized_costs(confusion, gamma="paper", normalization="max"):
+    """Gamma of the d filters of a split layer: `normalize_gamma(gamma_costs(confusion, gamma),
+    normalization)` for their confusion matrices of shape (d, C, C)."""
+    return normalize_gamma(gamma_costs(confusion, gamma), normalization)
+
+
+def as_gamma(values, num_filters, name):
+    """`values` as the float32 Gamma of split layer `name`, which has `num_filters` filters.
+
+    Raises:
+        ValueError: unless `values` holds `num_filters` finite, non-negative numbers.
+    """
+    values = np.asarray(values, dtype="float32")
+    if values.shape != (num_filters,) or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(
+            f"Gamma for '{name}' must be {num_filters} finite non-negative values. Received "
+            f"shape {values.shape}, min {values.min() if values.size else None}"
+        )
+    return values

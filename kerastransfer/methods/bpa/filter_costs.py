@@ -12,7 +12,7 @@ Example:
 >>> x = keras.layers.Flatten()(x)
 >>> model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
 >>> data = (np.random.rand(16, 8, 8, 1).astype("float32"), np.arange(16) % 2)
->>> costs = compute_gamma(model, data, method="agreement")
+>>> costs = compute_gamma(model, data, gamma="agreement")
 >>> costs["conv1"].shape
 (3,)
 """
@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import dempster_shafer
-from kerastransfer.methods.bpa.probing import NONFINITE_SCORES, filter_probe
+from kerastransfer.methods.bpa.base_probe import NONFINITE_SCORES
+from kerastransfer.methods.bpa.probing import filter_probe
 from kerastransfer.methods.bpa.split_layers import resolve_split_layer_paths
 
 SUBSETS = ("train", "validation", "train+validation")
@@ -93,6 +94,7 @@ def filter_confusions(probes, data, strategy=None, batch_size=256):
             arrays.
         strategy: a `tf.distribute.Strategy`; batches are split across its replicas (and
             workers) and the counts summed across all of them. Default: the current strategy.
+        batch_size: the batch size of `(x, y)` arrays (a dataset keeps its own batches).
 
     Returns:
         list of int64 arrays of shape (d, C, C), one per probe.
@@ -144,7 +146,7 @@ def compute_gamma(
     data,
     split_layers=None,
     *,
-    method="paper",
+    gamma="paper",
     normalization="max",
     masks_per_pass=None,
     strategy=None,
@@ -158,7 +160,8 @@ def compute_gamma(
         data: the labelled set (see `filter_confusions`).
         split_layers: names of Conv2D layers, paths into nested models (`"backbone/conv"`)
             (default: the first Conv2D).
-        method: `"paper"` or `"agreement"` (see `dempster_shafer.gamma`).
+        gamma: the cost functional, `"paper"` or `"agreement"` (see
+            `dempster_shafer.gamma_costs`).
         normalization: `"max"`, `"mean"` or `"none"` across the d filters of each layer.
         masks_per_pass: see `FilterProbe`.
         strategy: see `filter_confusions`.
@@ -170,14 +173,14 @@ def compute_gamma(
         dict split-layer name (as given) -> float64 array (d,) (and a dict of confusions when
         asked).
     """
-    dempster_shafer.check_method(method)
+    dempster_shafer.check_gamma(gamma)
     dempster_shafer.check_normalization(normalization)
     data = labelled_set(data, subset)
     named = resolve_split_layer_paths(model, split_layers)
     probes = [filter_probe(model, layer, masks_per_pass) for _, layer in named]
     confusions = filter_confusions(probes, data, strategy=strategy)
     costs = {
-        name: dempster_shafer.normalize_gamma(dempster_shafer.gamma(c, method), normalization)
+        name: dempster_shafer.normalized_costs(c, gamma, normalization)
         for (name, _), c in zip(named, confusions)
     }
     if return_confusions:

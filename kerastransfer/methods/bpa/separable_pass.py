@@ -14,7 +14,7 @@ costs one pass instead of d. Only the layers above it run d times, batched.
 import keras
 import tensorflow as tf
 
-from kerastransfer.methods.bpa.probing import FilterProbe
+from kerastransfer.methods.bpa.base_probe import FilterProbe
 from kerastransfer.methods.bpa.split_layers import (
     CHANNEL_PRESERVING,
     consumers,
@@ -76,7 +76,7 @@ class SeparablePassProbe(FilterProbe):
     ValueError where the graph does not allow this strategy).
     """
 
-    method = "separable"
+    pass_strategy = "separable"
 
     def __init__(self, model, layer, masks_per_pass=None, *, plan=None):
         super().__init__(model, layer, masks_per_pass)

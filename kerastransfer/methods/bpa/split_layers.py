@@ -13,15 +13,18 @@ Graph. Probes and the per-filter parameter walk run on `flat_view(model)`: a fun
 which every nested functional model is inlined. Its layers are the model's own layer objects
 (called once more on symbolic tensors), so its variables are the model's variables.
 
-The graph helpers here (`model_nodes`, `consumers`, `split_node`, `frontier`) read Keras's
-functional graph (`_nodes_by_depth`), which has no public name: that access is kept in
-`model_nodes` and `_nodes_in_order` alone.
+The graph helpers here (`model_nodes`, `consumers`, `split_node`, `frontier`) walk the nodes of
+Keras's functional graph (one per layer call), which have no public accessor: they come from
+`kerastransfer._internals` (`functional_graph`, `nodes_by_depth`), as every private the package
+reads does.
 """
 
 import difflib
 import weakref
 
 import keras
+
+from kerastransfer._internals import functional_graph, nodes_by_depth
 
 # Layers the separable pass may chain between the split layer and the next convolution: they keep
 # the channel axis of their input as it is (channel k in -> channel k out).
@@ -53,14 +56,12 @@ def is_conv2d(layer):
 
 
 def _graph(model):
-    """The functional graph of `model` (a `Sequential` keeps one once built)."""
-    if isinstance(model, keras.Sequential):
-        return getattr(model, "_functional", None)
-    return model
+    """The functional graph of `model` (a `Sequential` keeps one once built), or None."""
+    return functional_graph(model)
 
 
 def check_functional(model):
-    if not isinstance(model, keras.Model) or not hasattr(_graph(model), "_nodes_by_depth"):
+    if not isinstance(model, keras.Model) or _graph(model) is None:
         raise ValueError(
             "Split layers need a functional Keras model (built with `keras.Model(inputs, "
             f"outputs)` or `keras.Sequential`). Received: {type(model).__name__}"
@@ -68,7 +69,7 @@ def check_functional(model):
 
 
 def _is_nested(layer):
-    return isinstance(layer, keras.Model) and hasattr(_graph(layer), "_nodes_by_depth")
+    return isinstance(layer, keras.Model) and _graph(layer) is not None
 
 
 def layer_paths(model, prefix=""):
@@ -177,7 +178,7 @@ _FLAT_VIEWS = weakref.WeakKeyDictionary()
 
 def _nodes_in_order(graph):
     """Nodes of a functional graph, inputs first."""
-    by_depth = graph._nodes_by_depth
+    by_depth = nodes_by_depth(graph)
     return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
 
 
@@ -221,10 +222,10 @@ def flat_view(model):
 def model_nodes(model):
     """Every node of `model`'s functional graph.
 
-    Keras has no public accessor for a functional model's nodes: this reads `_nodes_by_depth`,
-    the one private attribute the package touches, here (and in `_nodes_in_order`) only.
+    Keras has no public accessor for a functional model's nodes: they come from
+    `kerastransfer._internals.nodes_by_depth`.
     """
-    return [node for nodes in _graph(model)._nodes_by_depth.values() for node in nodes]
+    return [node for nodes in nodes_by_depth(_graph(model)).values() for node in nodes]
 
 
 def ordered_nodes(model):
@@ -272,10 +273,3 @@ def frontier(model, tensor):
             if not any(t is p for p in produced) and not any(t is f for f in result):
                 result.append(t)
     return result
-
-
-def filter_parameters(model, layer):
-    """The variables holding split layer `layer`'s filters (see `channel_slices`)."""
-    from kerastransfer.methods.bpa.channel_slices import filter_parameters as parameters
-
-    return parameters(model, layer)

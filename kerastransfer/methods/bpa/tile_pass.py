@@ -8,7 +8,7 @@ split layer are tiled along).
 import keras
 import tensorflow as tf
 
-from kerastransfer.methods.bpa.probing import FilterProbe
+from kerastransfer.methods.bpa.base_probe import FilterProbe
 from kerastransfer.methods.bpa.split_layers import frontier
 
 
@@ -18,7 +18,7 @@ class TilePassProbe(FilterProbe):
     Args: see `FilterProbe`.
     """
 
-    method = "tile"
+    pass_strategy = "tile"
 
     def __init__(self, model, layer, masks_per_pass=None):
         super().__init__(model, layer, masks_per_pass)

@@ -7,7 +7,6 @@
 - `AdaptationRamp` (`schedules.py`): the 2/(1+exp(-10p))-1 weight ramp.
 - `paired_dataset` (`paired_data.py`): `((x_source, x_target), y_source)` batches, no target labels.
 - `domain_gap`, `domain_gap_main` (`discrepancy.py`): MMD per layer between two domains.
-- `bench` (`bench.py`): step-time ratios against source-only training.
 
 The MMD itself is `kerastransfer.losses.MultiKernelMMD`; the reversal layer
 `kerastransfer.layers.GradientReversal`.

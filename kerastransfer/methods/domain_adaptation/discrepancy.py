@@ -33,8 +33,8 @@ from kerastransfer.losses.mmd import MultiKernelMMD
 
 def domain_gap(
     model,
-    source,
-    target,
+    source_data,
+    target_data,
     layer_names=None,
     *,
     estimate="quadratic",
@@ -47,9 +47,9 @@ def domain_gap(
 
     Args:
         model: a functional classifier, or a `DANModel` / `DANNModel` (its classifier is read).
-        source, target: `TransferData` (of its `split`, only the images measured are read, at
-            the data's `image_shape`) or image arrays (N, H, W, C). Images are converted to the
-            model's input shape.
+        source_data, target_data: the two domains, each a `TransferData` (of its `split`, only
+            the images measured are read, at the data's `image_shape`) or image arrays
+            (N, H, W, C). Images are converted to the model's input shape.
         layer_names: layers to measure (default: every layer with weights).
         estimate: "quadratic" or "linear" (see `MultiKernelMMD`).
         batch_size: images per domain in each batch pair (default 256).
@@ -79,11 +79,11 @@ def domain_gap(
             f"`batches` must be >= 1 and `batch_size` >= 2. Received: {batches}, {batch_size}"
         )
     image_shape = tuple(classifier.inputs[0].shape[1:])
-    n_s, read_s = _reader(source, split, "source")
-    n_t, read_t = _reader(target, split, "target")
+    n_s, read_s = _reader(source_data, split, "source_data")
+    n_t, read_t = _reader(target_data, split, "target_data")
     per_batch = min(batch_size, n_s, n_t)
     if per_batch < 2:
-        raise ValueError("`source` and `target` need at least 2 images each.")
+        raise ValueError("`source_data` and `target_data` need at least 2 images each.")
     batches = min(batches, n_s // per_batch, n_t // per_batch)
     rng = np.random.default_rng(seed)
     order_s, order_t = rng.permutation(n_s), rng.permutation(n_t)
@@ -145,12 +145,13 @@ def domain_gap_main(argv=None):
     classifier = getattr(model, "classifier", model)
     shape = tuple(classifier.inputs[0].shape[1:])
     load = dict(image_shape=shape, validation_split=0, seed=args.seed)
-    source, target = load_dataset(args.source, **load), load_dataset(args.target, **load)
+    source_data = load_dataset(args.source, **load)
+    target_data = load_dataset(args.target, **load)
     layers = args.layers.split(",") if args.layers else None
     gaps = domain_gap(
         classifier,
-        source,
-        target,
+        source_data,
+        target_data,
         layers,
         estimate=args.estimate,
         batch_size=args.batch_size,

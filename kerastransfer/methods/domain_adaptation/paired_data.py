@@ -30,8 +30,8 @@ from kerastransfer.data import TransferData, to_image_shape
 
 
 def paired_dataset(
-    source,
-    target,
+    source_data,
+    target_data,
     *,
     batch_size=None,
     image_shape=None,
@@ -44,9 +44,11 @@ def paired_dataset(
     """Batches `((x_source, x_target), y_source)` from a labelled source and a target set.
 
     Args:
-        source: a `TransferData`, or `(images, labels)` arrays.
-        target: target images as an array; or a `TransferData` / `(images, labels)` pair, whose
-            labels are discarded only if `drop_target_labels=True`.
+        source_data: the labelled source domain: a `TransferData`, or `(images, labels)`
+            arrays.
+        target_data: the target domain: images as an array; or a `TransferData` /
+            `(images, labels)` pair, whose labels are discarded only if
+            `drop_target_labels=True`.
         batch_size: images per domain in a batch (default: the source `TransferData`'s, or 64).
         image_shape: (height, width, channels) to convert both domains to (channels, then size).
             Default: each domain's own shape, which must then agree.
@@ -60,8 +62,8 @@ def paired_dataset(
     Returns:
         A `tf.data.Dataset` of `((x_source, x_target), y_source)`, images float32 in [0, 255].
     """
-    source, shape_s, resize_s = _source_spec(source, split)
-    target, shape_t, resize_t = _target_spec(target, split, drop_target_labels)
+    source, shape_s, resize_s = _source_spec(source_data, split)
+    target, shape_t, resize_t = _target_spec(target_data, split, drop_target_labels)
     if image_shape is not None:
         image_shape = tuple(int(d) for d in image_shape)
         if len(image_shape) != 3 or image_shape[2] not in (1, 3):
@@ -93,7 +95,9 @@ def paired_dataset(
     # batch by batch after the zip.
     common = dict(split=split, batch_size=batch_size, shuffle=shuffle)
     source_ds, convert_s = _batches(source, shape_s, resize_s, seed=seed, **common)
-    target_ds, convert_t = _batches(target, shape_t, resize_t, seed=seed + 1, target=True, **common)
+    target_ds, convert_t = _batches(
+        target, shape_t, resize_t, seed=seed + 1, is_target=True, **common
+    )
 
     def convert(source_batch, x_target):
         # Every batch is full: say so in the static shapes (models trace on them).
@@ -110,10 +114,10 @@ def _size(data, split):
     return data.size(split) if isinstance(data, TransferData) else len(data[0])
 
 
-def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, target=False):
+def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, is_target=False):
     """Full batches of one domain and the conversion still to apply to their images: the
-    source's `(images, labels)` shuffled and batched, or the `target`'s images alone, shuffled,
-    repeated and batched.
+    source's `(images, labels)` shuffled and batched, or (`is_target`) the target's images alone,
+    shuffled, repeated and batched.
 
     `data` is a `TransferData`, `(images, labels)` arrays or `(images, None)`. Target batches
     span the reshuffles, as `shuffle().repeat().batch()` does. A `TransferData`'s split is
@@ -129,12 +133,12 @@ def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, target=Fa
             shuffle=shuffle,
             seed=seed,
             batch_size=batch_size,
-            drop_remainder=not target,
-            with_labels=not target,
+            drop_remainder=not is_target,
+            with_labels=not is_target,
             image_shape=shape,
             resize=resize,
         )
-        if target:
+        if is_target:
             ds = ds.repeat().rebatch(batch_size, drop_remainder=True)
             ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         return ds, _identity
@@ -142,7 +146,7 @@ def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, target=Fa
     ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    if target:
+    if is_target:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=True)
     return ds, lambda images: to_image_shape(images, shape, resize)
@@ -166,7 +170,7 @@ def _source_spec(source, split):
             )
         return (x, y.astype("int64")), tuple(x.shape[1:]), "resize"
     raise TypeError(
-        "`source` must be a TransferData or an (images, labels) pair of arrays. Received: "
+        "`source_data` must be a TransferData or an (images, labels) pair of arrays. Received: "
         f"{type(source).__name__}"
     )
 
@@ -179,7 +183,7 @@ def _target_spec(target, split, drop_target_labels):
     )
     if labelled and not drop_target_labels:
         raise ValueError(
-            "`target` carries labels, but unsupervised domain adaptation must not see target "
+            "`target_data` carries labels, but unsupervised domain adaptation must not see target "
             "labels. Pass `drop_target_labels=True` to discard them (they are never read), or "
             "pass the target images alone."
         )
@@ -189,7 +193,7 @@ def _target_spec(target, split, drop_target_labels):
     if labelled:
         target = target[0]
     if isinstance(target, tf.data.Dataset):
-        raise TypeError("`target` must be arrays or a TransferData, not a tf.data.Dataset.")
+        raise TypeError("`target_data` must be arrays or a TransferData, not a tf.data.Dataset.")
     x = _images(np.asarray(target), "target")
     return (x, None), tuple(x.shape[1:]), "resize"
 

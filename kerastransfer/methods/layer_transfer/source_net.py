@@ -31,13 +31,13 @@ def compile_code_model(model, *, learning_rate=1e-3):
 
 
 def load_lenet_data(
-    source, *, classes=None, samples_per_class=None, validation_split=0.0, resize="pad", seed=0
+    data, *, classes=None, samples_per_class=None, validation_split=0.0, resize="pad", seed=0
 ):
     """`load_dataset` at the LeNet-5 input, `IMAGE_SHAPE` (32x32x1): a `TransferData` whose
     pipelines and `take` give 32x32x1 float images in [0, 255] (28x28 digits padded by default).
     """
     return load_dataset(
-        source,
+        data,
         classes=classes,
         samples_per_class=samples_per_class,
         validation_split=validation_split,
@@ -81,7 +81,7 @@ class SourceReport:
 
 
 def train_source(
-    source,
+    data,
     *,
     classes=None,
     codes="random20",
@@ -93,7 +93,7 @@ def train_source(
     callbacks=(),
     verbose=0,
 ):
-    """Train the source LeNet-5 on `source` (all of its training images of `classes`).
+    """Train the source LeNet-5 on the dataset `data` (all its training images of `classes`).
 
     The codes, the validation split (10%), the initial weights and the order of the training
     images (reshuffled every epoch) are drawn with `seed`; images are read batch by batch, the
@@ -104,7 +104,8 @@ def train_source(
         `(model, SourceReport)`.
     """
     start = time.perf_counter()
-    data = load_lenet_data(source, classes=classes, validation_split=0.1, resize=resize, seed=seed)
+    name = str(data)
+    data = load_lenet_data(data, classes=classes, validation_split=0.1, resize=resize, seed=seed)
     info = data.info
     code_table = make_codes(codes, info.num_classes, seed=seed)
     keras.utils.set_random_seed(seed)
@@ -126,7 +127,7 @@ def train_source(
         return code_accuracy(model, data.dataset(split, batch_size=500), None, code_table)
 
     report = SourceReport(
-        source=str(source),
+        source=name,
         classes=None if classes is None else list(classes),
         codes=code_table,
         train_accuracy=accuracy("train"),

@@ -86,9 +86,9 @@ def training_steps(num_samples, *, epochs, min_steps=0, batch_size=32):
     return max(epochs * math.ceil(num_samples / batch_size), min_steps)
 
 
-def available_per_class(source, classes=None):
-    """Training images per class of `source` (after class subsetting)."""
-    data = load_dataset(source, classes=classes, validation_split=0)
+def available_per_class(data, classes=None):
+    """Training images per class of the dataset `data` (after class subsetting)."""
+    data = load_dataset(data, classes=classes, validation_split=0)
     return np.bincount(data.labels("train"), minlength=data.info.num_classes)
 
 

@@ -31,6 +31,8 @@ import re
 
 import keras
 
+from kerastransfer._internals import keras_mask
+
 RECURRENT_TYPES = (keras.layers.RNN, keras.layers.Bidirectional)
 
 
@@ -59,7 +61,7 @@ def mask_ids(model):
         except (AttributeError, ValueError):
             continue
         for t in _flat(outputs):
-            mask = getattr(t, "_keras_mask", None)
+            mask = keras_mask(t)
             if mask is not None:
                 ids.add(id(mask))
     return ids

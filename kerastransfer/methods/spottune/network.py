@@ -18,6 +18,7 @@ Example:
 
 import keras
 
+from kerastransfer._internals import keras_mask
 from kerastransfer.methods.spottune.blocks import find_blocks, layer_inputs, mask_ids
 from kerastransfer.methods.spottune.spottune_block import SpotTuneBlock
 
@@ -85,7 +86,7 @@ def spottune_network(model, blocks=None, routing=True):
     decisions = keras.Input((len(found),), name="decisions")
     block_for_first = {}
     for i, block in enumerate(found):
-        keeps_mask = getattr(model.get_layer(block.last).output, "_keras_mask", None) is not None
+        keeps_mask = keras_mask(model.get_layer(block.last).output) is not None
         spot = SpotTuneBlock.from_model(
             block_model(model, block), i, f"spottune_{block.name}", routing, keeps_mask
         )

@@ -3,8 +3,10 @@
 Guo et al. (2019) train the network with SGD at 0.1 and the policy at 0.01. Here the policy's
 variables are matched by the names of its layers (`kerastransfer.optimizers.layer_pattern`, which
 survives a `.keras` reload) and given `policy_optimizer`; everything else gets
-`network_optimizer`. The result is a `kerastransfer.optimizers.ScaledMultiOptimizer`, so
-`ReduceLROnPlateau` and schedules scale both rates together and keep their ratio.
+`network_optimizer`. The result is a `kerastransfer.optimizers.ScaledMultiOptimizer`: Keras's
+`ReduceLROnPlateau` multiplies both rates by its factor (their ratio stays above its `min_lr`), a
+`LearningRateScheduler` gets each rate in turn (a schedule relative to the rate it receives keeps
+the ratio), and setting `learning_rate` (a warm-up, `LRFinder`) rescales both.
 
 Example:
 

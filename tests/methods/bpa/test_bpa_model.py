@@ -284,7 +284,7 @@ def test_mirrored_step_matches_one_device(mirrored):
 
 
 def test_invalid_arguments():
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="`gamma` must be one of"):
         BPAModel(tiny_cnn(), gamma="l2")
     with pytest.raises(ValueError, match="normalization"):
         BPAModel(tiny_cnn(), normalization="softmax")

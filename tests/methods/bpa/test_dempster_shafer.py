@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kerastransfer.methods.bpa.dempster_shafer import bpa, gamma, normalize_gamma
+from kerastransfer.methods.bpa.dempster_shafer import bpa, gamma_costs, normalize_gamma
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -30,9 +30,9 @@ def test_worked_example_two_classes():
     # R*S = (27/119, 32/119), sum 59/119 -> M = (27/59, 32/59).
     n = [[3, 1], [2, 4]]
     np.testing.assert_allclose(bpa(n), [27 / 59, 32 / 59], rtol=1e-12)
-    np.testing.assert_allclose(gamma(n, "paper"), math.sqrt(27**2 + 32**2) / 59, rtol=1e-12)
+    np.testing.assert_allclose(gamma_costs(n, "paper"), math.sqrt(27**2 + 32**2) / 59, rtol=1e-12)
     # agreement: (3/4 * 3/5 + 2/3 * 4/5) / 2 = (9/20 + 8/15) / 2 = 59/120.
-    np.testing.assert_allclose(gamma(n, "agreement"), 59 / 120, rtol=1e-12)
+    np.testing.assert_allclose(gamma_costs(n, "agreement"), 59 / 120, rtol=1e-12)
 
 
 def test_erratum_paper_denominator_does_not_normalise():
@@ -50,14 +50,14 @@ def test_worked_example_absent_class_and_never_predicted_class():
     # r = (2/2, 0/1, 0/0 -> 0), s = (2/3, 0/0 -> 0, 0/0 -> 0): R = S = (1, 0, 0), M = (1, 0, 0).
     n = [[2, 0, 0], [1, 0, 0], [0, 0, 0]]
     np.testing.assert_array_equal(bpa(n), [1.0, 0.0, 0.0])
-    assert gamma(n, "paper") == 1.0
-    np.testing.assert_allclose(gamma(n, "agreement"), (1 * 2 / 3) / 3)
+    assert gamma_costs(n, "paper") == 1.0
+    np.testing.assert_allclose(gamma_costs(n, "agreement"), (1 * 2 / 3) / 3)
 
 
 def test_nothing_recognised_gives_all_zeros():
     n = [[0, 4], [3, 0]]
     np.testing.assert_array_equal(bpa(n), [0.0, 0.0])
-    assert gamma(n, "paper") == 0.0 and gamma(n, "agreement") == 0.0
+    assert gamma_costs(n, "paper") == 0.0 and gamma_costs(n, "agreement") == 0.0
     np.testing.assert_array_equal(bpa(np.zeros((3, 3))), np.zeros(3))  # empty set: 0/0 everywhere
 
 
@@ -68,7 +68,7 @@ def test_batched_leading_axes():
     np.testing.assert_allclose(theta[0], [27 / 59, 32 / 59])
     np.testing.assert_allclose(theta[1], [0.5, 0.5])
     np.testing.assert_array_equal(theta[2], [0, 0])
-    assert gamma(batch, "agreement").shape == (3,)
+    assert gamma_costs(batch, "agreement").shape == (3,)
 
 
 def test_invalid_inputs():
@@ -76,8 +76,8 @@ def test_invalid_inputs():
         bpa([[1, 2, 3], [4, 5, 6]])
     with pytest.raises(ValueError, match="non-negative"):
         bpa([[1, -1], [0, 1]])
-    with pytest.raises(ValueError, match="method"):
-        gamma([[1]], method="l2")
+    with pytest.raises(ValueError, match="`gamma` must be one of"):
+        gamma_costs([[1]], gamma="l2")
     with pytest.raises(ValueError, match="normalization"):
         normalize_gamma([1.0], "sum")
 
@@ -95,8 +95,8 @@ def test_bpa_is_a_probability_or_all_zero(n):
     recognised = np.trace(n, axis1=-2, axis2=-1) > 0
     np.testing.assert_allclose(sums[recognised], 1.0, rtol=1e-12)
     np.testing.assert_array_equal(sums[~recognised], 0.0)
-    for method in ("paper", "agreement"):
-        g = gamma(n, method)
+    for functional in ("paper", "agreement"):
+        g = gamma_costs(n, functional)
         assert np.all(np.isfinite(g)) and np.all(g >= 0) and np.all(g <= 1 + 1e-12)
 
 
@@ -106,8 +106,8 @@ def test_perfect_classifier_gives_uniform_theta(counts):
     c = len(counts)
     n = np.diag(counts)  # any class balance: every sample right
     np.testing.assert_allclose(bpa(n), np.full(c, 1 / c))
-    np.testing.assert_allclose(gamma(n, "paper"), 1 / math.sqrt(c))
-    np.testing.assert_allclose(gamma(n, "agreement"), 1.0)
+    np.testing.assert_allclose(gamma_costs(n, "paper"), 1 / math.sqrt(c))
+    np.testing.assert_allclose(gamma_costs(n, "agreement"), 1.0)
 
 
 @SETTINGS
@@ -123,11 +123,11 @@ def test_constant_classifier_one_hot_theta_and_the_paper_flaw(counts, data):
     # SPEC §4 known flaw of Eq. 5: ||Theta||_2 is largest (1) for a constant classifier, larger
     # than for a perfect one (1/sqrt(C)). "agreement" ranks them the right way round.
     perfect = np.diag(np.maximum(counts, 1))
-    assert gamma(n, "paper") == 1.0
-    assert gamma(n, "paper") > gamma(perfect, "paper")
-    assert gamma(n, "agreement") < gamma(perfect, "agreement") == 1.0
+    assert gamma_costs(n, "paper") == 1.0
+    assert gamma_costs(n, "paper") > gamma_costs(perfect, "paper")
+    assert gamma_costs(n, "agreement") < gamma_costs(perfect, "agreement") == 1.0
     other = data.draw(confusions(max_classes=c))
-    assert gamma(other, "paper") <= gamma(n, "paper") + 1e-12
+    assert gamma_costs(other, "paper") <= gamma_costs(n, "paper") + 1e-12
 
 
 @SETTINGS

@@ -57,7 +57,7 @@ def test_bpa_on_imagenet_mobilenet_v2(backbone_name):
     assert {"bn_Conv1/gamma", "expanded_conv_depthwise_BN/beta"} <= set(scales)
     # The variables scaled are the model's own (the flat view shares them).
     own = {id(v) for v in model.weights}
-    assert all(id(v) in own for v, _, _ in bpa._scaled)
+    assert all(id(v) in own for v, _, _ in bpa._scales.entries)
 
     # Exact masked passes on the nested graph: full passes with the other filters zeroed
     # (every 4th filter, to keep the test fast).

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 
 from kerastransfer.methods.bpa import dempster_shafer as bpa_lib
+from kerastransfer.methods.bpa.channel_slices import filter_parameters
 from kerastransfer.methods.bpa.filter_costs import compute_gamma, filter_confusions, labelled_set
-from kerastransfer.methods.bpa.probing import filter_probe as FilterProbe
-from kerastransfer.methods.bpa.split_layers import filter_parameters, resolve_split_layers
+from kerastransfer.methods.bpa.probing import filter_probe
+from kerastransfer.methods.bpa.split_layers import resolve_split_layers
 from kerastransfer.models import small_cnn
 
 C = 3
@@ -104,44 +105,44 @@ def test_filter_parameters_follow_the_spec():
 
 
 @pytest.mark.parametrize(
-    "name,method", [("conv1", "separable"), ("conv1", "tile"), ("conv2", "tile")]
+    "name,pass_strategy", [("conv1", "separable"), ("conv1", "tile"), ("conv2", "tile")]
 )
-def test_masked_passes_match_naive_single_filter_networks(name, method):
+def test_masked_passes_match_naive_single_filter_networks(name, pass_strategy):
     model = tiny_cnn()
     x, y = labelled()
-    probe = FilterProbe(model, name, method=method)
-    assert probe.method == method
+    probe = filter_probe(model, name, pass_strategy=pass_strategy)
+    assert probe.pass_strategy == pass_strategy
     (batched,) = filter_confusions([probe], (x, y), batch_size=16)
     assert batched.shape == (probe.num_filters, C, C)
     assert batched.sum() == probe.num_filters * len(y)
     np.testing.assert_array_equal(batched, naive_confusions(model, name, x, y))
 
 
-def test_auto_method_and_chunks_give_the_same_counts():
+def test_auto_pass_strategy_and_chunks_give_the_same_counts():
     model = tiny_cnn()
     x, y = labelled()
     assert (
-        FilterProbe(model, "conv1").method == "separable"
+        filter_probe(model, "conv1").pass_strategy == "separable"
     )  # conv1 -> bn1 -> relu1 -> pool1 -> conv2
     assert (
-        FilterProbe(model, "conv2").method == "tile"
+        filter_probe(model, "conv2").pass_strategy == "tile"
     )  # conv2 -> ... -> Dense: no next convolution
-    with pytest.raises(ValueError, match="method='tile'"):
-        FilterProbe(model, "conv2", method="separable")
-    whole = filter_confusions([FilterProbe(model, "conv1")], (x, y))[0]
-    for method in ("separable", "tile"):
+    with pytest.raises(ValueError, match="pass_strategy='tile'"):
+        filter_probe(model, "conv2", pass_strategy="separable")
+    whole = filter_confusions([filter_probe(model, "conv1")], (x, y))[0]
+    for pass_strategy in ("separable", "tile"):
         chunked = filter_confusions(
-            [FilterProbe(model, "conv1", masks_per_pass=2, method=method)], (x, y)
+            [filter_probe(model, "conv1", masks_per_pass=2, pass_strategy=pass_strategy)], (x, y)
         )[0]
         np.testing.assert_array_equal(whole, chunked)
     with pytest.raises(ValueError, match="masks_per_pass"):
-        FilterProbe(model, "conv1", masks_per_pass=0)
+        filter_probe(model, "conv1", masks_per_pass=0)
 
 
 def test_skip_connection_around_the_split_layer():
     model = skip_cnn()
     x, y = labelled(shape=(10, 10, 1))
-    probe = FilterProbe(model, "conv_a")
+    probe = filter_probe(model, "conv_a")
     assert len(probe.above.inputs) == 2  # the split activation and the skipped `stem` output
     (batched,) = filter_confusions([probe], (x, y), batch_size=10)
     np.testing.assert_array_equal(batched, naive_confusions(model, "conv_a", x, y))
@@ -154,19 +155,19 @@ def test_compute_gamma_from_confusions_and_one_hot_labels():
         model,
         (x, y),
         ["conv1", "conv2"],
-        method="agreement",
+        gamma="agreement",
         normalization="none",
         return_confusions=True,
     )
     for name in ("conv1", "conv2"):
-        np.testing.assert_allclose(costs[name], bpa_lib.gamma(confusions[name], "agreement"))
+        np.testing.assert_allclose(costs[name], bpa_lib.gamma_costs(confusions[name], "agreement"))
     dataset = tf.data.Dataset.from_tensor_slices((x, np.eye(C)[y])).batch(10)
     one_hot = compute_gamma(
-        model, dataset, ["conv1", "conv2"], method="agreement", normalization="none"
+        model, dataset, ["conv1", "conv2"], gamma="agreement", normalization="none"
     )
     for name in costs:
         np.testing.assert_allclose(one_hot[name], costs[name])
-    normalised = compute_gamma(model, (x, y), "conv1", method="paper")["conv1"]
+    normalised = compute_gamma(model, (x, y), "conv1", gamma="paper")["conv1"]
     assert normalised.max() == pytest.approx(1.0) and normalised.shape == (5,)
 
 
@@ -175,7 +176,7 @@ def test_confusions_summed_across_replicas(mirrored):
         model = tiny_cnn()
     x, y = labelled(n=40)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    probe = FilterProbe(model, "conv1")
+    probe = filter_probe(model, "conv1")
     single = filter_confusions([probe], dataset, strategy=tf.distribute.get_strategy())[0]
     both = filter_confusions([probe], dataset, strategy=mirrored)[0]
     assert both.sum() == 5 * 40
@@ -190,10 +191,10 @@ def test_bad_data_and_models():
     feats = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="c")(inputs))
     two_heads = keras.Model(inputs, [keras.layers.Dense(2)(feats), keras.layers.Dense(2)(feats)])
     with pytest.raises(ValueError, match="one output"):
-        FilterProbe(two_heads, "c")
+        filter_probe(two_heads, "c")
     regression = keras.Model(inputs, keras.layers.Dense(1)(feats))
     with pytest.raises(ValueError, match="C >= 2"):
-        FilterProbe(regression, "c")
+        filter_probe(regression, "c")
 
 
 def test_transfer_data_subsets():
@@ -202,7 +203,7 @@ def test_transfer_data_subsets():
     data = load_dataset("embedded:mnist", samples_per_class=2, validation_split=0.02, batch_size=16)
     keras.utils.set_random_seed(0)
     model = small_cnn((28, 28, 1), 10, filters=(3, 4), dense=8)
-    probe = FilterProbe(model, "conv1")
+    probe = filter_probe(model, "conv1")
     counts = {
         s: filter_confusions([probe], labelled_set(data, s))[0]
         for s in ("train", "validation", "train+validation")
@@ -212,9 +213,8 @@ def test_transfer_data_subsets():
     np.testing.assert_array_equal(
         counts["train+validation"], counts["train"] + counts["validation"]
     )
-    costs = compute_gamma(
-        model, data, subset="validation", normalization="none", method="agreement"
-    )
-    np.testing.assert_allclose(costs["conv1"], bpa_lib.gamma(counts["validation"], "agreement"))
+    costs = compute_gamma(model, data, subset="validation", normalization="none", gamma="agreement")
+    expected = bpa_lib.gamma_costs(counts["validation"], "agreement")
+    np.testing.assert_allclose(costs["conv1"], expected)
     with pytest.raises(ValueError, match="subset"):
         compute_gamma(model, data, subset="test")

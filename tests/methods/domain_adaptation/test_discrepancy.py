@@ -33,6 +33,15 @@ def test_linear_estimate_and_default_layers(digits):
     gaps = domain_gap(model, mnist, usps, estimate="linear", batch_size=128, batches=2)
     assert list(gaps) == ["conv1", "conv2", "bottleneck", "probabilities"]
     assert all(np.isfinite(v) for v in gaps.values())
+    by_name = domain_gap(
+        model,
+        source_data=mnist,
+        target_data=usps,
+        estimate="linear",
+        batch_size=128,
+        batches=2,
+    )
+    assert by_name == gaps  # the same draw (seed 0)
 
 
 def test_cli_function_prints_a_table_for_a_saved_model(digits, tmp_path, capsys):

@@ -52,6 +52,12 @@ def test_labelled_target_is_an_error_unless_labels_are_dropped():
         paired_dataset(source, usps.take("train", range(usps.size("train"))), batch_size=10)
     ds = paired_dataset(source, usps, batch_size=10, drop_target_labels=True)
     assert len(tf.nest.flatten(ds.element_spec)) == 3
+    with pytest.raises(ValueError, match="`target_data` carries labels"):
+        paired_dataset(source_data=source, target_data=usps, batch_size=10)
+    ds = paired_dataset(
+        source_data=source, target_data=usps, batch_size=10, drop_target_labels=True
+    )
+    assert len(tf.nest.flatten(ds.element_spec)) == 3
 
 
 def test_different_shapes_are_an_error_unless_a_conversion_is_asked():

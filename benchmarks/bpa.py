@@ -1,4 +1,4 @@
-"""Benchmark of the BPA engine, measured in one run on one model and one data set.
+"""BPA training and Gamma refresh against plain Keras, measured in one run on one model and data.
 
 Prints five ratios (goals from the issue in brackets), on `small_cnn` or, with
 `--model mobilenet_v2`, on `mobilenet_v2_classifier` (ImageNet weights from `$KERAS_HOME/models/`,
@@ -21,41 +21,32 @@ Prints five ratios (goals from the issue in brackets), on `small_cnn` or, with
    reloaded) and the figure is its resident-set high-water mark (`resource.getrusage`) above the
    resident set before the pass (measured with psutil after a one-batch warm-up).
 
-Example:
-
->>> result = benchmark(["--samples", "256", "--epochs", "1", "--filters", "4,6"])  # doctest: +SKIP
->>> result["throughput_ratio"] > 0  # doctest: +SKIP
-True
+    python benchmarks/bpa.py [--data embedded:mnist] [--samples N] [--epochs 4]
+        [--model small_cnn|mobilenet_v2] [--transfer-epochs 3] [--samples-per-class N] ...
 """
 
 import argparse
+import os
+import sys
+import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from _measure import (
+    EpochTimer,
+    accelerator,
+    accelerator_peak,
+    command_line,
+    interleaved_times,
+    run_json,
+    timed,
+)
 
-from kerastransfer.methods.bpa.bpa_model import BPAModel
-from kerastransfer.methods.bpa.filter_costs import filter_confusions
-from kerastransfer.methods.bpa.probing import filter_probe
-
-
-class _EpochTimer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
+from kerastransfer.data import load_dataset, to_image_shape
+from kerastransfer.methods.bpa import BPAModel, GammaRefresh, filter_confusions, filter_probe
+from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 
 _CHILD = """
 import json, resource, sys
@@ -74,52 +65,25 @@ run(data)
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before))
 """
 
+RSS_SOURCE = (
+    "RSS high-water (resource.getrusage) above the RSS before the pass, each pass in a fresh "
+    "process"
+)
+
 
 def _child_peaks(model, x, y, batch_size):
     """Peak RSS growth of an evaluation pass and of a refresh, each in a fresh process."""
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         model_path, data_path = os.path.join(tmp, "bpa.keras"), os.path.join(tmp, "data.npz")
         model.save(model_path)
         np.savez(data_path, x=x, y=y)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        peaks = []
-        for kind in ("eval", "refresh"):
-            out = subprocess.run(
+        return [
+            run_json(
                 [sys.executable, "-c", _CHILD, model_path, data_path, kind, str(batch_size)],
-                capture_output=True,
-                text=True,
                 timeout=600,
-                env=env,
-                check=True,
             )
-            peaks.append(int(out.stdout.strip().splitlines()[-1]))
-    return peaks
-
-
-class PeakMemory:
-    """Where peak memory comes from: the accelerator allocator when there is one, else RSS."""
-
-    def __init__(self):
-        gpus = tf.config.list_logical_devices("GPU")
-        self.device = gpus[0].name.replace("/device:", "") if gpus else None
-        self.source = (
-            f"tf.config.experimental.get_memory_info('{self.device}') peak above current"
-            if self.device
-            else "RSS high-water (resource.getrusage) above the RSS before the pass, each pass in "
-            "a fresh process"
-        )
-
-    def measure(self, fn):
-        """Runs `fn()` on the accelerator; returns (its result, peak bytes above the start)."""
-        tf.config.experimental.reset_memory_stats(self.device)
-        before = tf.config.experimental.get_memory_info(self.device)["current"]
-        result = fn()
-        return result, tf.config.experimental.get_memory_info(self.device)["peak"] - before
+            for kind in ("eval", "refresh")
+        ]
 
 
 def _naive_confusions(probe, dataset):
@@ -145,8 +109,6 @@ def _naive_confusions(probe, dataset):
 def _load(args):
     shape = (args.image_size, args.image_size, 3) if args.model == "mobilenet_v2" else None
     if args.data.startswith("synthetic"):
-        from kerastransfer.data import to_image_shape
-
         rng = np.random.default_rng(0)
         y = (np.arange(args.samples or 512) % 10).astype("int64")
         x = rng.uniform(0, 255, (len(y), 28, 28, 1)).astype("float32")
@@ -155,8 +117,6 @@ def _load(args):
                 [np.asarray(to_image_shape(x[i : i + 256], shape)) for i in range(0, len(x), 256)]
             )
         return x.astype("float32"), y, 10
-    from kerastransfer.data import load_dataset
-
     data = load_dataset(args.data, validation_split=0.0, image_shape=shape)
     keep = np.arange(data.size("train"))
     if args.samples:  # a shuffled (seeded) subset: the split may be sorted by class
@@ -169,8 +129,6 @@ def _load(args):
 
 def _builder(args, input_shape, num_classes):
     if args.model == "mobilenet_v2":
-        from kerastransfer.models import mobilenet_v2_classifier
-
         weights = None if args.weights == "none" else args.weights
 
         def build():
@@ -178,8 +136,6 @@ def _builder(args, input_shape, num_classes):
             return mobilenet_v2_classifier(input_shape, num_classes, weights=weights)
 
         return build
-    from kerastransfer.models import small_cnn
-
     filters = tuple(int(f) for f in args.filters.split(","))
 
     def build():
@@ -192,7 +148,6 @@ def _builder(args, input_shape, num_classes):
 def _transfer_times(args, build, x, y, compile_):
     """Wall time of a whole transfer (`--transfer-epochs` epochs, tracing included): plain
     fine-tuning vs BPA with `GammaRefresh` at its defaults (every epoch, stratified sample)."""
-    from kerastransfer.methods.bpa.gamma_refresh import GammaRefresh
 
     def dataset():
         return tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).prefetch(2)
@@ -236,7 +191,7 @@ def run(args):
         )
     )
     bpa.compute_gamma(dataset())  # real (non-trivial) Gamma during the timed epochs; also traces
-    plain_timer, bpa_timer = _EpochTimer(), _EpochTimer()
+    plain_timer, bpa_timer = EpochTimer(), EpochTimer()
     plain_times, bpa_times = [], []
     for model in (plain, bpa):  # first epoch traces: not timed
         model.fit(dataset(), epochs=1, verbose=0, shuffle=False)
@@ -249,25 +204,32 @@ def run(args):
     plain_epoch, bpa_epoch = float(np.min(plain_times)), float(np.min(bpa_times))
 
     probe = filter_probe(bpa.network, bpa.split_layers[0], args.masks_per_pass)
-    tiled = filter_probe(bpa.network, bpa.split_layers[0], method="tile")
+    tiled = filter_probe(bpa.network, bpa.split_layers[0], pass_strategy="tile")
     subset = dataset().take(args.compare_batches)
     fast = filter_confusions([probe], subset)[0]  # traces
     naive = _naive_confusions(tiled, subset)  # traces
     if not np.array_equal(fast, naive):
         raise RuntimeError("batched masked passes disagree with the naive passes")
-    fast_times, naive_times = [], []
-    for _ in range(args.repeats):
-        fast_times.append(_timed(lambda: filter_confusions([probe], subset)))
-        naive_times.append(_timed(lambda: _naive_confusions(tiled, subset)))
+    times, _ = interleaved_times(
+        {
+            "fast": lambda: filter_confusions([probe], subset),
+            "naive": lambda: _naive_confusions(tiled, subset),
+        },
+        args.repeats,
+        warmup=False,  # both traced above
+    )
+    fast_times, naive_times = times["fast"], times["naive"]
     # The whole refresh, every split layer, on the whole set: what the callback runs.
-    refresh = min(_timed(lambda: bpa.compute_gamma(dataset())) for _ in range(2))
+    refresh = min(timed(lambda: bpa.compute_gamma(dataset())) for _ in range(2))
 
-    memory = PeakMemory()
-    if memory.device:
-        _, eval_peak = memory.measure(lambda: bpa.network.predict(dataset(), verbose=0))
-        _, refresh_peak = memory.measure(lambda: bpa.compute_gamma(dataset()))
+    device = accelerator()
+    if device:
+        _, eval_peak = accelerator_peak(lambda: bpa.network.predict(dataset(), verbose=0), device)
+        _, refresh_peak = accelerator_peak(lambda: bpa.compute_gamma(dataset()), device)
+        memory_source = f"tf.config.experimental.get_memory_info('{device}') peak above current"
     else:
         eval_peak, refresh_peak = _child_peaks(bpa, x, y, args.batch_size)
+        memory_source = RSS_SOURCE
     plain_transfer, bpa_transfer, per_class = _transfer_times(args, build, x, y, compile_)
     return {
         "model": args.model,
@@ -280,7 +242,7 @@ def run(args):
         "samples": len(y),
         "split_layers": bpa.split_layers,
         "filters": probe.num_filters,
-        "probe_method": probe.method,
+        "probe_method": probe.pass_strategy,
         "plain_epoch_s": plain_epoch,
         "bpa_epoch_s": bpa_epoch,
         "throughput_ratio": plain_epoch / bpa_epoch,
@@ -293,22 +255,14 @@ def run(args):
         "eval_peak_bytes": eval_peak,
         "refresh_peak_bytes": refresh_peak,
         "memory_ratio": refresh_peak / max(eval_peak, 1),
-        "memory_source": memory.source,
+        "memory_source": memory_source,
     }
 
 
 def main(argv=None):
-    """Console entry point (`kerastransfer bench`): prints the benchmark, returns exit status 0."""
-    benchmark(argv)
-    return 0
-
-
-def benchmark(argv=None):
-    """Benchmarks BPA training and Gamma refresh against plain Keras on one model and data set.
-
-    Parses `argv` like the command line, prints the report and returns the measurements (dict).
-    """
-    parser = argparse.ArgumentParser(prog="kerastransfer bench", description=main.__doc__)
+    """Parses `argv` like the command line, prints the report and returns the measurements."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data", default="embedded:mnist", help="a load_dataset source, or 'synthetic'"
     )
@@ -374,6 +328,7 @@ def benchmark(argv=None):
         parser.error("--epochs, --compare-batches and --repeats must be at least 1")
     if min(args.transfer_epochs, args.transfer_repeats, args.refresh_every) < 1:
         parser.error("--transfer-epochs, --transfer-repeats and --refresh-every must be at least 1")
+    print(command_line(__file__, argv))
     r = run(args)
     mib = 1 / 2**20
     model = (
@@ -413,4 +368,4 @@ def benchmark(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main()

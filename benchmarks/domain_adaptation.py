@@ -12,21 +12,21 @@ rounds measure other processes, not the code). Printed ratios:
   it costs about two source-only steps on any implementation; the ratio to the joint step
   isolates what the domain term itself adds.
 
-Command line (wired as `kerastransfer bench-dan`): `python -m kerastransfer.methods.domain_adaptation.bench
-[--batch-size 128] [--steps 20] [--rounds 10]`.
+    python benchmarks/domain_adaptation.py [--batch-size 128] [--steps 20] [--rounds 10]
+        [--layers bottleneck]
 """
 
 import argparse
-import time
+import sys
 
 import keras
 import numpy as np
 import tensorflow as tf
+from _measure import command_line, interleaved_times
 
-from kerastransfer.losses.mmd import MultiKernelMMD
-from kerastransfer.methods.domain_adaptation.dan import DANModel
-from kerastransfer.methods.domain_adaptation.dann import DANNModel
-from kerastransfer.models.digits_network import digits_lenet
+from kerastransfer.losses import MultiKernelMMD
+from kerastransfer.methods.domain_adaptation import DANModel, DANNModel
+from kerastransfer.models import digits_lenet
 
 VARIANTS = ("source_only", "joint", "dan_quadratic", "dan_linear", "dann")
 
@@ -68,28 +68,22 @@ def measure(batch_size=128, steps=20, rounds=10, layers=("bottleneck",), seed=0)
     """
     models = {v: _model(v, list(layers), seed) for v in VARIANTS}
     data = {v: _data(v, batch_size, seed) for v in VARIANTS}
-    for v in VARIANTS:  # warm-up: tracing and first-call costs stay out of the timings
-        models[v].fit(data[v], steps_per_epoch=3, epochs=1, verbose=0)
-    wall = {v: [] for v in VARIANTS}
-    cpu = {v: [] for v in VARIANTS}
-    for _ in range(rounds):
-        for v in VARIANTS:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            models[v].fit(data[v], steps_per_epoch=steps, epochs=1, verbose=0)
-            wall[v].append((time.perf_counter() - start) / steps)
-            cpu[v].append((time.process_time() - start_cpu) / steps)
+
+    def round_of(v):
+        return lambda: models[v].fit(data[v], steps_per_epoch=steps, epochs=1, verbose=0)
+
+    # One untimed round first: tracing and first-call costs stay out of the timings.
+    wall, cpu = interleaved_times({v: round_of(v) for v in VARIANTS}, rounds)
     return {
-        "wall": {v: float(np.min(t)) for v, t in wall.items()},
-        "cpu": {v: float(np.min(t)) for v, t in cpu.items()},
+        "wall": {v: float(np.min(t)) / steps for v, t in wall.items()},
+        "cpu": {v: float(np.min(t)) / steps for v, t in cpu.items()},
     }
 
 
 def main(argv=None):
-    """Measure and print the ratios; returns {name: ratio}."""
-    parser = argparse.ArgumentParser(
-        prog="kerastransfer bench-dan",
-        description="DAN / DANN step time against source-only training (one run).",
-    )
+    """Measures and prints the ratios; returns {name: ratio}."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=128, help="images per domain")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds (fastest kept)")
@@ -97,6 +91,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 2 or args.steps < 1 or args.rounds < 1:
         parser.error("--batch-size must be >= 2, --steps and --rounds >= 1")
+    print(command_line(__file__, argv))
     seconds = measure(args.batch_size, args.steps, args.rounds, args.layers.split(","))
     print(
         f"digits LeNet, batch {args.batch_size} per domain, {args.steps} steps x "

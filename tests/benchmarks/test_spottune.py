@@ -1,15 +1,18 @@
-"""Smoke test of the SpotTune benchmark: tiny settings, every ratio a positive finite number
+"""Smoke test of `benchmarks/spottune.py`: tiny settings, every ratio a positive finite number
 (no timing assertions)."""
 
 import math
 
 import pytest
 
-from kerastransfer.methods.spottune import bench
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("spottune")
 
 
-def test_bench_smoke(capsys):
-    result = bench.benchmark(
+def test_bench_smoke(bench, capsys):
+    result = bench.main(
         [
             "--model",
             "tiny",
@@ -24,6 +27,7 @@ def test_bench_smoke(capsys):
         ]
     )
     printed = capsys.readouterr().out
+    assert printed.startswith("python benchmarks/spottune.py --model tiny --image-size 32 ")
     for line in (
         "training step SpotTune / fine-tuning",
         "inference SpotTune (policy) / plain",
@@ -41,6 +45,6 @@ def test_bench_smoke(capsys):
     assert result["blocks"] == 2 and 0 <= result["policy_finetuned_fraction"] <= 1
 
 
-def test_bench_rejects_bad_arguments():
+def test_bench_rejects_bad_arguments(bench):
     with pytest.raises(SystemExit):
-        bench.benchmark(["--batch-size", "1"])
+        bench.main(["--batch-size", "1"])

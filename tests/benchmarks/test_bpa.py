@@ -1,14 +1,17 @@
-"""Smoke test of the BPA benchmark: tiny settings, ratios are positive finite numbers."""
+"""Smoke test of `benchmarks/bpa.py`: tiny settings, ratios are positive finite numbers."""
 
 import math
 
 import pytest
 
-from kerastransfer.methods.bpa import bench
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("bpa")
 
 
-def test_bench_smoke(capsys):
-    result = bench.benchmark(
+def test_bench_smoke(bench, capsys):
+    result = bench.main(
         [
             "--data",
             "embedded:mnist",
@@ -35,6 +38,7 @@ def test_bench_smoke(capsys):
         ]
     )
     printed = capsys.readouterr().out
+    assert printed.startswith("python benchmarks/bpa.py --data embedded:mnist --samples 64 ")
     for line in (
         "throughput BPA / plain fit",
         "refresh / naive d full passes",
@@ -53,7 +57,7 @@ def test_bench_smoke(capsys):
     assert result["model"] == "small_cnn" and result["refresh_samples_per_class"] == 4
 
 
-def test_bench_rejects_bad_arguments(capsys):
+def test_bench_rejects_bad_arguments(bench, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--epochs", "0"])
     assert exit_info.value.code == 2

@@ -17,29 +17,28 @@ Each time is the median of `--repeats` calls of a compiled `tf.function` (no XLA
 a warm-up call, on one batch of random images; the passes take turns, so changes in machine load
 hit all of them alike.
 
-Run:
-
-    python -m kerastransfer.methods.spottune.bench --image-size 96 --batch-size 32
-
-Example:
-
->>> result = benchmark(["--image-size", "32", "--alpha", "0.35", "--batch-size", "4",
-...                     "--repeats", "1", "--memory", "off"])  # doctest: +SKIP
->>> result["inference_ratio"] > 0  # doctest: +SKIP
-True
+    python benchmarks/spottune.py [--image-size 96] [--batch-size 32] [--alpha 1.0]
+        [--weights imagenet] [--repeats 10] [--memory auto|off]
 """
 
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import threading
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from _measure import (
+    accelerator,
+    accelerator_peak,
+    command_line,
+    interleaved_times,
+    rss_growth,
+    run_json,
+)
+
+from kerastransfer.methods.spottune import SpotTuneModel
 
 MODES = (
     "plain_train",
@@ -52,9 +51,7 @@ MODES = (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="kerastransfer bench-spottune", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--model",
         choices=("mobilenet_v2", "tiny"),
@@ -80,8 +77,6 @@ def parse_args(argv=None):
 
 def build(args):
     """The plain MobileNetV2 classifier, its SpotTune model (both compiled) and one batch."""
-    from kerastransfer.methods.spottune.spottune_model import SpotTuneModel
-
     keras.utils.set_random_seed(args.seed)
     size = args.image_size
     inputs = keras.Input((size, size, 3), name="image")
@@ -153,90 +148,38 @@ def step_functions(plain, spottune, images, labels, seed=0):
     }
 
 
-def _median_times(fns, repeats):
-    """Median time of each function; the functions take turns, so a change in machine load
-    during the run hits them all alike."""
-    for fn in fns.values():
-        fn()  # warm-up: tracing
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def _gpu():
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def _gpu_peak(fn):
-    tf.config.experimental.reset_memory_stats("GPU:0")
-    before = tf.config.experimental.get_memory_info("GPU:0")["current"]
-    fn()
-    return tf.config.experimental.get_memory_info("GPU:0")["peak"] - before
-
-
-def _rss_peak(fn):
-    import psutil
-
-    process = psutil.Process()
-    base = process.memory_info().rss
-    peak, done = [base], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return max(peak[0], process.memory_info().rss) - base
-
-
 def _child_peaks(argv):
-    peaks = {}
-    for mode in MODES:
-        out = subprocess.run(
-            [sys.executable, "-m", "kerastransfer.methods.spottune.bench", *argv, "--child", mode],
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"memory child {mode} failed: {out.stderr[-2000:]}")
-        peaks[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-    return peaks
+    """Peak RSS growth of each pass, each in a fresh process running this script."""
+    return {
+        mode: run_json([sys.executable, __file__, *argv, "--child", mode], timeout=900)
+        for mode in MODES
+    }
 
 
-def benchmark(argv=None):
-    """Run the benchmark; print and return the ratios, times (s) and peaks (bytes)."""
-    argv = [] if argv is None else list(argv)
+def main(argv=None):
+    """Runs the benchmark; prints and returns the ratios, times (s) and peaks (bytes)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     plain, spottune, images, labels = build(args)
     fns = step_functions(plain, spottune, images, labels, args.seed)
-    if args.child:
-        print(json.dumps(_rss_peak(fns[args.child])))
+    if args.child:  # one pass, in a fresh process: its peak RSS growth, warm-up call included
+        print(json.dumps(rss_growth(fns[args.child], calls=2)))
         return None
-    times = _median_times(fns, args.repeats)
+    print(command_line(__file__, argv))
+    wall, _ = interleaved_times(fns, args.repeats)
+    times = {name: statistics.median(t) for name, t in wall.items()}
     decisions = spottune.decisions(images).numpy()
+    device = accelerator()
     if args.memory == "off":
         peaks, source = {}, "off"
-    elif _gpu():
-        peaks = {mode: _gpu_peak(fns[mode]) for mode in MODES}
+    elif device:
+        peaks = {mode: accelerator_peak(fns[mode], device)[1] for mode in MODES}
         source = "tf.config.experimental.get_memory_info (GPU allocator peak)"
     else:
         peaks = _child_peaks([a for a in argv if a != "--child"])
         source = "RSS growth in a fresh process per pass (psutil, sampled every 2 ms)"
     result = {
-        "device": "GPU" if _gpu() else "CPU",
+        "device": "GPU" if device else "CPU",
         "model": args.model,
         "blocks": spottune.num_blocks,
         "batch_size": args.batch_size,
@@ -310,11 +253,5 @@ def _print(r):
         )
 
 
-def main(argv=None):
-    """Command-line entry (`kerastransfer` CLI): run the benchmark, return an exit status."""
-    benchmark(sys.argv[1:] if argv is None else argv)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

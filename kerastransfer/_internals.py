@@ -1,0 +1,96 @@
+"""The private parts of Keras, TensorFlow and keras-tuner that the package reads, one function each.
+
+Nothing else in the package touches a private name of these libraries (nor imports `keras.src` or
+`tensorflow.python`): it calls the function here. Each function has a canary in
+`tests/test_internals.py` that fails when the pinned version (Keras 3.15, TensorFlow 2.21,
+keras-tuner 1.4) changes what the function relies on. None has a public equivalent there:
+
+- `functional_graph`: the functional graph a built `Sequential` keeps (`Sequential._functional`).
+  A public copy (`keras.Model(model.inputs, model.outputs)`) would be a second model per call.
+- `nodes_by_depth`: the nodes of a functional graph, one per layer call
+  (`Functional._nodes_by_depth`). `Model.layers` lists layers, not calls; the BPA graph walk needs
+  the calls (`node.operation`, `node.arguments`, `node.input_tensors`, `node.output_tensors`:
+  public attributes of Keras's `Node`, a class Keras does not export).
+- `last_call_outputs`: the outputs of a layer's last call (`Operation._inbound_nodes`). For a
+  nested model `Layer.output` is the output of its own inner graph, not of its call in the outer
+  model.
+- `producing_layer`: the layer whose call made a symbolic tensor (`KerasTensor._keras_history`).
+- `keras_mask`: the Keras mask of a symbolic tensor (the `_keras_mask` attribute; Keras's own
+  reader, `get_keras_mask`, is not exported).
+- `loss_tracker`: the `Mean` metric behind a compiled model's `loss` log (`Trainer._loss_tracker`),
+  which a custom `train_step` updates as Keras's own `train_step` does.
+- `gradient_registry`: TensorFlow's registry of gradient functions
+  (`tensorflow.python.framework.ops._gradient_registry._registry`), from which `TrialMemory`
+  removes the custom gradients that TensorFlow 2.21 never removes.
+- `tuner_checkpoint_path`: the file keras-tuner's `Tuner.load_model` reads a trial's weights from
+  (`Tuner._get_checkpoint_fname`).
+- `keras_archive_problem`: the `.keras` file layout (a zip archive holding `config.json`), to say
+  what is wrong with a file before `keras.models.load_model` fails on it.
+"""
+
+import zipfile
+
+import keras
+
+KERAS_ARCHIVE_CONFIG = "config.json"  # the model's configuration inside a `.keras` archive
+
+
+def functional_graph(model):
+    """The functional graph of `model`: `model` itself when it is functional, the graph a built
+    `keras.Sequential` keeps, else `None` (a subclassed model, an unbuilt `Sequential`)."""
+    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
+    return graph if hasattr(graph, "_nodes_by_depth") else None
+
+
+def nodes_by_depth(graph):
+    """`{depth: [node, ...]}` of a functional graph (`functional_graph`); depth 0 holds the
+    nodes of the outputs, the largest depth those of the inputs."""
+    return graph._nodes_by_depth
+
+
+def last_call_outputs(layer):
+    """The output tensors (a list) of the last call of `layer` on symbolic tensors."""
+    return list(layer._inbound_nodes[-1].output_tensors)
+
+
+def producing_layer(tensor):
+    """The layer (an `Operation`: `InputLayer` for an input) whose call made the symbolic
+    `tensor`."""
+    return tensor._keras_history.operation
+
+
+def keras_mask(tensor):
+    """The Keras mask that travels with the symbolic `tensor`, or `None`."""
+    return getattr(tensor, "_keras_mask", None)
+
+
+def loss_tracker(model):
+    """The `keras.metrics.Mean` metric that a compiled `model` reports as `loss`."""
+    return model._loss_tracker
+
+
+def gradient_registry():
+    """TensorFlow's registry of gradient functions (a dict, name -> function), or `None` when
+    this TensorFlow keeps it elsewhere (then `TrialMemory` purges nothing)."""
+    try:
+        from tensorflow.python.framework import ops
+    except ImportError:
+        return None
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    return registry if isinstance(registry, dict) else None
+
+
+def tuner_checkpoint_path(tuner, trial_id):
+    """The file `tuner.load_model` (a `keras_tuner.Tuner`) reads trial `trial_id`'s weights from."""
+    return tuner._get_checkpoint_fname(trial_id)
+
+
+def keras_archive_problem(path):
+    """Why the file at `path` is not a `.keras` archive, in a few words; `None` when it is a zip
+    archive holding the model's configuration (what `keras.models.load_model` opens first)."""
+    if not zipfile.is_zipfile(path):
+        return "it is not a zip archive (truncated or corrupt download, or another format)"
+    with zipfile.ZipFile(path) as archive:
+        if KERAS_ARCHIVE_CONFIG not in archive.namelist():
+            return f"the zip archive has no {KERAS_ARCHIVE_CONFIG}"
+    return None

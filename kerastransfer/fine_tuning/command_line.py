@@ -1,0 +1,201 @@
+"""`kerastransfer fit`'s command line: a flag per `FineTuneConfig` field (its default), and back.
+
+- `add_fit_flags(parser)`: the flags of `kerastransfer fit` (the config's fields, then the
+  run's: `--backup-dir`, `--log-dir`, `--devices`, `--precision`, the data pipeline's).
+- `config_from_flags(args)`: the `FineTuneConfig` of parsed flags.
+- `fit_command_line(source, data, config)`: the `kerastransfer fit` command that trains
+  `config` (what `kerastransfer tune` prints for its best trial).
+- `run_fit(args)`: the command's work, `fine_tune` with the parsed flags.
+
+Example:
+
+>>> fit_command_line("MobileNetV2", "embedded:usps", FineTuneConfig(method="neon", epochs=3))
+'kerastransfer fit MobileNetV2 embedded:usps --method neon --epochs 3 --seed 0'
+"""
+
+import argparse
+import dataclasses
+
+from kerastransfer.fine_tuning.devices import PRECISIONS
+from kerastransfer.fine_tuning.fine_tune_config import GAMMAS, METHODS, FineTuneConfig
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def fraction(low_open=False, high_open=True):
+    """argparse type: a number in [0, 1), with either end open or closed."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+        if not ok:
+            interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_float(text):
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _rate_or_find(text):
+    return "find" if text == "find" else positive_float(text)
+
+
+# FineTuneConfig field -> (argparse type or choices, help); switches (bool fields) take no value.
+_CONFIG_FLAGS = {
+    "method": (METHODS, "the transfer method"),
+    "learning_rate": (_rate_or_find, "rate of the new layers, or `find` (range test)"),
+    "imported_rate": (
+        fraction(high_open=False),
+        "imported layers' rate as a multiple of --learning-rate (0 = neon)",
+    ),
+    "frozen_levels": (non_negative_int, "bottom levels kept frozen"),
+    "groups": (positive_int, "body groups (discriminative)"),
+    "every": (positive_int, "epochs per unfreezing (gradual)"),
+    "bpa": (bool, "add BPA gradient costs to the method"),
+    "gamma": (GAMMAS, "BPA's Gamma functional"),
+    "train_normalization": (bool, "train the body's normalization layers"),
+    "head_width": (non_negative_int, "units of a ReLU layer before the classifier (0: none)"),
+    "dropout": (fraction(), "dropout before the classifier"),
+    "warmup_epochs": (non_negative_int, "head warm-up epochs at most (on frozen features)"),
+    "warmup_learning_rate": (positive_float, "the head warm-up's rate"),
+    "epochs": (positive_int, "fine-tuning epochs at most"),
+    "patience": (positive_int, "early stopping patience (val_loss)"),
+    "image_size": (positive_int, "input size of an application source (default 96)"),
+    "channels": (positive_int, "input channels of an application source (default: the data's)"),
+    "samples_per_class": (positive_int, "training images per class (default: all)"),
+    "validation_split": (fraction(low_open=True), "validation share of the training images"),
+    "batch_size": (positive_int, "the (global) batch size"),
+    "seed": (non_negative_int, "seeds the data split, initialisation and dropout"),
+}
+
+
+def add_fit_flags(parser):
+    """Adds `kerastransfer fit`'s arguments to an argparse parser (defaults: `FineTuneConfig`'s)."""
+    parser.add_argument("source", help="keras.applications name (ImageNet weights) or .keras")
+    parser.add_argument("data", help="embedded:NAME, an .npz, an image folder or a tfds name")
+    default = FineTuneConfig()
+    for name, (kind, help_text) in _CONFIG_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif isinstance(kind, tuple):
+            parser.add_argument(flag, choices=kind, default=getattr(default, name), help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=getattr(default, name), help=help_text)
+    parser.add_argument("--backup-dir", default=None, help="resume an interrupted run from here")
+    parser.add_argument("--log-dir", default=None, help="TensorBoard logs")
+    parser.add_argument(
+        "--devices",
+        type=positive_int,
+        default=None,
+        help="GPUs to train on (MirroredStrategy; default: all visible, or the CPU)",
+    )
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="Keras dtype policy (mixed_float16 adds loss scaling; default float32)",
+    )
+    parser.add_argument(
+        "--augment",
+        default=None,
+        help="training augmentation: auto (by kind of data: no flips for digits), digits, "
+        "photos, or names such as flip,rotation",
+    )
+    parser.add_argument("--cache", default=None, help="keep decoded images: memory, or a folder")
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave unreadable image files out (counted in the report) instead of stopping",
+    )
+
+
+def config_from_flags(args):
+    """The `FineTuneConfig` of parsed `kerastransfer fit` flags."""
+    return FineTuneConfig(**{name: getattr(args, name) for name in _CONFIG_FLAGS})
+
+
+def fit_command_line(source, data, config, *, always=()):
+    """The `kerastransfer fit` command that trains `config`: the fields named in `always` (in
+    that order), then every other field that differs from its default, then `--seed`."""
+    default = FineTuneConfig()
+    names = [*always, *(f.name for f in dataclasses.fields(config) if f.name not in always)]
+    parts = ["kerastransfer", "fit", str(source), str(data)]
+    for name in names:
+        value = getattr(config, name)
+        is_default = name not in always and value == getattr(default, name)
+        if name == "seed" or value is None or is_default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, float):
+            parts += [flag, f"{value:g}" if float(f"{value:g}") == value else repr(value)]
+        else:
+            parts += [flag, str(value)]
+    return " ".join([*parts, "--seed", str(config.seed)])
+
+
+def run_fit(args):
+    """`kerastransfer fit`: checks `--devices` against the machine, then runs `fine_tune`."""
+    from kerastransfer.fine_tuning import fine_tune  # looked up at each run (tests replace it)
+
+    if args.devices is not None:  # before any data is loaded
+        from kerastransfer._command_startup import quiet_native_output
+        from kerastransfer.fine_tuning.devices import check_device_count, visible_gpus
+
+        with quiet_native_output():  # TensorFlow's device start-up lines (the CUDA probe)
+            visible_gpus()
+        try:
+            check_device_count(args.devices)
+        except ValueError as e:
+            raise ValueError(f"argument --devices: {e} (see `kerastransfer fit --help`)") from None
+    fine_tune(
+        args.source,
+        args.data,
+        config=config_from_flags(args),
+        backup_dir=args.backup_dir,
+        log_dir=args.log_dir,
+        export=args.export,
+        export_formats=args.formats,
+        verbose=args.verbose,
+        distribution=args.devices,
+        precision=args.precision,
+        augment=args.augment,
+        cache=args.cache,
+        skip_unreadable=args.skip_unreadable,
+    )

@@ -1,0 +1,132 @@
+"""`FineTuneConfig`: the choices of a fine-tuning run and their defaults, in one place.
+
+`fine_tune` and `train_transfer_model` train with one; `kerastransfer fit` takes its defaults
+for its flags; the transfer search (`kerastransfer.tuning`) declares its search space's defaults
+from it and prints a configuration as the `fit` command that trains it.
+
+Example:
+
+>>> config = FineTuneConfig(method="neon", epochs=3)
+>>> config.effective_imported_rate, config.warmup_epochs, config.replace(epochs=5).epochs
+(0.0, 200, 5)
+>>> FineTuneConfig(method="fast")
+Traceback (most recent call last):
+...
+ValueError: `method` must be one of neon, discriminative, ... Received: 'fast'
+"""
+
+import dataclasses
+import numbers
+
+METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
+# The imported layers' rate as a multiple of `learning_rate`, by method.
+DEFAULT_IMPORTED_RATE = {
+    "neon": 0.0,
+    "discriminative": 0.1,
+    "layerwise_decay": 0.1,
+    "gradual": 1.0,
+    "bpa": 1.0,
+}
+GAMMAS = ("agreement", "paper")  # BPA's Gamma functionals (`methods.bpa.BPAModel`)
+APPLICATION_IMAGE_SIZE = 96  # input height and width of a keras.applications target
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+    """What a fine-tuning run trains, and how: each field a `fine_tune` argument of the same name.
+
+    Attributes:
+        method: one of `METHODS` (see `kerastransfer.fine_tuning`).
+        learning_rate: Adam rate of the new layers (the top group), or "find": the learning-rate
+            range test (`callbacks.LRFinder`) on the warmed-up model picks it.
+        imported_rate: rate of the imported layers as a multiple of `learning_rate`; 0 is the
+            neon scheme. None: `DEFAULT_IMPORTED_RATE[method]`.
+        frozen_levels: bottom levels kept frozen (`trainable=False`) through fine-tuning.
+        groups: body groups of the discriminative method.
+        every: epochs between unfreezings (gradual).
+        bpa, gamma: add BPA gradient costs (always on for method "bpa") with this Gamma
+            functional, "agreement" or "paper".
+        train_normalization: train the body's normalization layers (default: inference mode
+            with the source's statistics).
+        head_width, dropout: units of a new ReLU layer before the classifier (0: none), and the
+            dropout rate before the classifier (`surgery.replace_head`).
+        warmup_epochs, warmup_learning_rate: the head's warm-up on frozen features (at most
+            that many epochs; early stopping with patience 10).
+        epochs, patience: fine-tuning epochs at most; early stopping patience on `val_loss`.
+        image_size, channels: input size and channels of a keras.applications target (default
+            `APPLICATION_IMAGE_SIZE` and the data's channels); a model source keeps its own.
+        samples_per_class, validation_split, batch_size: how the data is loaded
+            (`data.load_dataset`); `batch_size` is the global batch under a strategy.
+        seed: seeds every random choice (data split, initialisation, dropout).
+    """
+
+    method: str = "discriminative"
+    learning_rate: float | str = 1e-4
+    imported_rate: float | None = None
+    frozen_levels: int = 0
+    groups: int = 3
+    every: int = 1
+    bpa: bool = False
+    gamma: str = "agreement"
+    train_normalization: bool = False
+    head_width: int = 0
+    dropout: float = 0.2
+    warmup_epochs: int = 200
+    warmup_learning_rate: float = 1e-3
+    epochs: int = 10
+    patience: int = 2
+    image_size: int | None = None
+    channels: int | None = None
+    samples_per_class: int | None = None
+    validation_split: float = 0.1
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(
+                f"`method` must be one of {', '.join(METHODS)}. Received: {self.method!r}"
+            )
+        rate = self.imported_rate
+        if rate is not None and not (isinstance(rate, numbers.Real) and 0 <= rate <= 1):
+            raise ValueError(f"`imported_rate` must be in [0, 1]. Received: {rate!r}")
+        if self.method == "neon" and rate not in (None, 0):
+            raise ValueError(
+                "`imported_rate` must be 0 for method 'neon' (imported layers train at rate "
+                f"0); use method 'discriminative' for a small rate. Received: {rate}"
+            )
+        lr = self.learning_rate
+        if lr != "find" and not (isinstance(lr, numbers.Real) and lr > 0):
+            raise ValueError(
+                f"`learning_rate` must be a positive number or 'find'. Received: {lr!r}"
+            )
+        if self.gamma not in GAMMAS:
+            raise ValueError(
+                f"`gamma` must be one of {', '.join(GAMMAS)}. Received: {self.gamma!r}"
+            )
+
+    @property
+    def effective_imported_rate(self):
+        """`imported_rate`, or the method's default (`DEFAULT_IMPORTED_RATE`) when it is None."""
+        rate = (
+            DEFAULT_IMPORTED_RATE[self.method] if self.imported_rate is None else self.imported_rate
+        )
+        return float(rate)
+
+    @property
+    def effective_method(self):
+        """The method trained: discriminative rates or layer-wise decay from an imported rate of
+        0 are the neon scheme."""
+        layered = self.method in ("discriminative", "layerwise_decay")
+        return "neon" if layered and self.effective_imported_rate == 0 else self.method
+
+    def replace(self, **choices):
+        """A copy with `choices` (field names) changed; an unknown name is a `TypeError`."""
+        names = [field.name for field in dataclasses.fields(self)]
+        unknown = [name for name in choices if name not in names]
+        if unknown:
+            raise TypeError(
+                f"Unexpected fine-tuning argument '{unknown[0]}': the choices are the fields of "
+                f"FineTuneConfig ({', '.join(names)})."
+            )
+        return dataclasses.replace(self, **choices) if choices else self
