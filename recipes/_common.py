@@ -127,17 +127,19 @@ def atomic_save(model, path):
 
 
 def fit(model, data, *, epochs, backup_dir=None, name="fit", callbacks=(), verbose=0, **kwargs):
-    """`model.fit` on a `TransferData` (validation included), resumable with `backup_dir`."""
+    """`model.fit` on a `TransferData` (validation included), or on a `(train, validation)` pair
+    of batched datasets, resumable with `backup_dir`."""
+    train, validation = data if isinstance(data, tuple) else (data.train, data.validation)
     callbacks = list(callbacks)
     if backup_dir:
         callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(backup_dir, name)))
     return model.fit(
-        data.train,
-        validation_data=data.validation,
+        train,
+        validation_data=validation,
         epochs=epochs,
         callbacks=callbacks,
         verbose=verbose,
-        shuffle=False,  # data.train reshuffles every epoch, seeded
+        shuffle=False,  # the training batches reshuffle every epoch, seeded
         **kwargs,
     )
 

@@ -16,11 +16,13 @@ from the pretrained weights), training from scratch (the report's "benchmark"). 
 channels) can replace the target with `--sequences FILE`, and the source with
 `--source-sequences FILE` (needed when the shape differs from 28x28).
 
-`--scenario conv`: MobileNetV2 with ImageNet weights on Fashion-MNIST at 96x96 (embedded sample).
-Rows: SpotTune (the 10 inverted residual blocks with a skip connection are blocks, the default
-conv policy), fine-tuning of the whole network, frozen features + linear head. The linear head is
-trained first; fine-tuning and SpotTune start from it. BatchNormalization stays in inference
-mode everywhere (small target set).
+`--scenario conv`: MobileNetV2 with ImageNet weights on Fashion-MNIST at 96x96 (embedded sample),
+`mobilenet_v2_classifier(..., flat=True)` (SpotTune's blocks must be layers of the model, not of a
+nested backbone). Rows: SpotTune (the 10 inverted residual blocks with a skip connection are
+blocks, the default conv policy), fine-tuning of the whole network, frozen features + linear head
+(`feature_extractor`, `extract_features`, `fit_linear_classifier` for all `--head-epochs`, without
+weight decay). The linear head is trained first; fine-tuning and SpotTune start from it.
+BatchNormalization stays in inference mode everywhere (small target set).
 
 All three rows of a scenario share the data, batches, epochs and optimizer family (Adam); the
 SpotTune policy has its own learning rate (`--policy-lr`, default lr / 10 as the authors' 0.01
@@ -54,6 +56,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     RunCache,
     add_common_flags,
+    fit,
     load,
     mean_sd,
     positive_int,
@@ -62,6 +65,11 @@ from _common import (  # noqa: E402
 )
 
 from kerastransfer.export import export_serving  # noqa: E402
+from kerastransfer.methods.feature_extraction import (  # noqa: E402
+    extract_features,
+    feature_extractor,
+    fit_linear_classifier,
+)
 from kerastransfer.methods.spottune import (  # noqa: E402
     SpotTuneModel,
     fold_blocks,
@@ -69,6 +77,7 @@ from kerastransfer.methods.spottune import (  # noqa: E402
     policy_usage,
     spottune_optimizer,
 )
+from kerastransfer.models import mobilenet_v2_classifier  # noqa: E402
 
 # The project report, UCI Daily and Sports Activities -> UCI HAR, 10 epochs.
 REPORT = {"spottune": 0.31964709874448594, "scratch": 0.34781133355955207}
@@ -142,7 +151,7 @@ def parse_args(argv=None):
 
 # ---------------------------------------------------------------- data
 # A split is `(x, y)` arrays (`.npz` sequences) or a `Stream` (a `TransferData` split, read batch
-# by batch: no split is held whole); `_size`, `_shape`, `_labels` and `_batches` take either.
+# by batch: no split is held whole); `_size`, `_shape` and `_batches` take either.
 class Stream:
     """One split of a `TransferData`, read batch by batch at `image_shape` (its first `limit`
     examples): images, or with `rows` (N, 28, 28) row sequences in [0, 1] of 28x28x1 images."""
@@ -151,9 +160,6 @@ class Stream:
         self.data, self.split, self.image_shape, self.rows = data, split, image_shape, rows
         size = data.size(split)
         self.size = min(limit, size) if limit else size
-
-    def labels(self):
-        return self.data.labels(self.split)[: self.size]
 
     def batches(self, batch_size, shuffle_seed=None):
         shuffle = shuffle_seed is not None
@@ -185,10 +191,6 @@ def _shape(split):
     if isinstance(split, Stream):
         return split.image_shape[:2] if split.rows else split.image_shape
     return split[0].shape[1:]
-
-
-def _labels(split):
-    return split.labels() if isinstance(split, Stream) else split[1]
 
 
 def _image_rows(name, args, per_class, seed):
@@ -284,22 +286,6 @@ def lstm_stack(input_shape, num_classes, units):
     return keras.Model(inputs, outputs, name="lstm_stack")
 
 
-def mobilenet_flat(image_size, num_classes, weights):
-    """MobileNetV2 built flat (its blocks are layers of this model, as SpotTune needs), raw
-    [0, 255] pixels in, BatchNormalization frozen (inference mode)."""
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)
-    base = keras.applications.MobileNetV2(
-        input_tensor=x, include_top=False, weights=weights, pooling="avg"
-    )
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(base.output)
-    model = keras.Model(inputs, outputs, name="mobilenet_v2_flat")
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-    return model
-
-
 def clone_with_weights(model):
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -311,17 +297,15 @@ def _compile(model, optimizer):
     return model
 
 
-def _train_eval(model, train, validation, test, args, name, callbacks=()):
+def _train_eval(model, train, validation, test, args, name):
     start = time.perf_counter()
-    bk = os.path.join(args.backup_dir, name) if args.backup_dir else None
-    cbs = list(callbacks) + ([keras.callbacks.BackupAndRestore(bk)] if bk else [])
-    model.fit(
-        train,
-        validation_data=validation,
+    fit(
+        model,
+        (train, validation),
         epochs=args.epochs,
-        callbacks=cbs,
+        backup_dir=args.backup_dir,
+        name=name,
         verbose=args.verbose,
-        shuffle=False,
     )
     seconds = time.perf_counter() - start
     loss, acc = model.evaluate(test, verbose=0)[:2]
@@ -391,39 +375,41 @@ def _conv_seed(seed, args, cache, split, weights, num_classes, runs, models):
     train = _batches(split["train"], args.batch_size, seed)
     val = _batches(split["validation"], 64)
     test = _batches(split["test"], 64)
-    source = mobilenet_flat(args.image_size, num_classes, weights)
-    features = keras.Model(source.inputs, source.get_layer("classifier").input)
+    size = args.image_size
+    source = mobilenet_v2_classifier(
+        (size, size, 3), num_classes, weights=weights, dropout=0.0, flat=True
+    )
+    for layer in source.layers:  # BatchNormalization in inference mode (a small target set)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    extractor = feature_extractor(source)  # frozen, everything below `classifier_new`
 
     def head():
         start = time.perf_counter()
-        ordered = _batches(split["train"], 64)
-        feats = {
-            k: (features.predict(d, verbose=0), _labels(split[k]))
-            for k, d in (("train", ordered), ("validation", val), ("test", test))
-        }
-        linear = keras.Sequential(
-            [keras.Input(feats["train"][0].shape[1:]), keras.layers.Dense(num_classes, "softmax")]
-        )
-        _compile(linear, keras.optimizers.Adam(1e-3))
-        linear.fit(
+        datasets = {"train": _batches(split["train"], 64), "validation": val, "test": test}
+        feats = {k: extract_features(extractor, d) for k, d in datasets.items()}
+        linear = fit_linear_classifier(
             *feats["train"],
+            num_classes,
             epochs=args.head_epochs,
             batch_size=args.batch_size,
-            verbose=0,
-            validation_data=feats["validation"],
+            validation=feats["validation"],
+            patience=None,  # all `--head-epochs`
+            l2=0.0,
         )
         loss, acc = linear.evaluate(*feats["test"], verbose=0)
         return {
             "test_accuracy": float(acc),
             "test_loss": float(loss),
             "train_s": time.perf_counter() - start,
-            "head": [w.tolist() for w in linear.layers[-1].get_weights()],
+            "head": [w.tolist() for w in linear.get_layer("scores").get_weights()],
         }
 
     set_seeds(seed, deterministic=not args.nondeterministic)
     probe = cache.get(f"conv/linear/{seed}", head)
     runs.setdefault("linear", []).append({k: v for k, v in probe.items() if k != "head"})
-    source.get_layer("classifier").set_weights([np.asarray(w, "float32") for w in probe["head"]])
+    classifier = source.get_layer("classifier_new")
+    classifier.set_weights([np.asarray(w, "float32") for w in probe["head"]])
 
     def spot():
         row, models["spottune"] = _spottune(

@@ -4,7 +4,8 @@ A frozen network turns images into pooled feature vectors once; a linear classif
 them: softmax regression (cross-entropy) or a linear SVM (squared hinge, one-vs-rest, L2).
 
 - `pooled_body(source, input_shape)`: a source network's body, from raw images to its pooled
-  features, with the source's weights (what `fine_tune` warms its head on and fine-tunes).
+  features, with the source's weights (what `fine_tune` warms its head on and fine-tunes);
+  `flat=True` makes the application's layers the body's own (SpotTune's blocks).
 - `feature_extractor(source)`: that body frozen, or a frozen cut at a named layer.
 - `stream_features` / `extract_features`: the features of datasets, batch by batch / as arrays.
 - `linear_classifier` / `fit_linear_classifier`: the classifier on them.
@@ -36,7 +37,7 @@ from kerastransfer.pretrained import (
 from kerastransfer.surgery import ImportReport, cut_at, import_matching_layers, iter_layers
 
 
-def pooled_body(source, input_shape=None, *, weights="imagenet"):
+def pooled_body(source, input_shape=None, *, weights="imagenet", flat=False):
     """A source network's body: raw images to pooled feature vectors, with the source's weights.
 
     - A `keras.applications` name: the application's preprocessing (`application_preprocessing`),
@@ -46,12 +47,17 @@ def pooled_body(source, input_shape=None, *, weights="imagenet"):
       cloned in the global Keras dtype policy with the source's weights; a 4-D output is
       average-pooled by a layer named "avg_pool_new".
 
+    The body nests the application (or the cut source) as one layer, unless `flat=True`: then
+    its layers are the body's own, as `methods.spottune.find_blocks` needs them (a model nested
+    inside a model source stays nested).
+
     Args:
         source: a `keras.applications` name, a `.keras` file or a Keras model.
         input_shape: the body's input shape; required for an application, and for a model its
             own (the default).
         weights: for an application, "imagenet" or a weights file (no top); None gives any
             source randomly initialised.
+        flat: build the body's layers into it instead of nesting them as one model.
 
     Returns:
         `(body, report)`: the body (a trainable model named "body") and the `ImportReport` of
@@ -64,7 +70,7 @@ def pooled_body(source, input_shape=None, *, weights="imagenet"):
                 f"`input_shape` must be given for the keras.applications source '{name}', e.g. "
                 "(96, 96, 3). Received: None"
             )
-        body, report = _application_body(name, tuple(input_shape), weights)
+        body, report = _application_body(name, tuple(input_shape), weights, flat)
     else:
         source = load_source(source)
         if input_shape is not None and tuple(input_shape) != tuple(source.input_shape[1:]):
@@ -77,9 +83,12 @@ def pooled_body(source, input_shape=None, *, weights="imagenet"):
         if weights is not None:
             report = import_matching_layers(source, clone)
         last = [layer for layer in clone.layers if layer.weights][-1]
-        trunk = keras.Model(clone.inputs, last.input, name=f"{clone.name}_body")
-        inputs = keras.Input(trunk.input_shape[1:], name="image")
-        features = trunk(inputs)
+        if flat:
+            inputs, features = clone.input, last.input
+        else:
+            trunk = keras.Model(clone.inputs, last.input, name=f"{clone.name}_body")
+            inputs = keras.Input(trunk.input_shape[1:], name="image")
+            features = trunk(inputs)
         if len(features.shape) == 4:
             features = keras.layers.GlobalAveragePooling2D(name="avg_pool_new")(features)
         body = keras.Model(inputs, features, name="body")
@@ -91,20 +100,24 @@ def pooled_body(source, input_shape=None, *, weights="imagenet"):
     return body, report
 
 
-def _application_body(name, input_shape, weights):
+def _application_body(name, input_shape, weights, flat):
     inputs = keras.Input(input_shape, name="image")
-    backbone = application_builder(name)(
-        include_top=False, weights=None, input_shape=input_shape, pooling="avg"
-    )
+    builder = application_builder(name)
+    preprocess = application_preprocessing(name, input_shape[-1])
+    x = preprocess(inputs) if preprocess is not None else inputs
+    if flat:  # the application's layers called on `x`: the body's own layers
+        backbone = builder(include_top=False, weights=None, input_tensor=x, pooling="avg")
+    else:
+        backbone = builder(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
     report = ImportReport()
     if weights is not None:
         pretrained = load_source(name, input_shape=(*input_shape[:2], 3), weights=weights)
-        report = import_matching_layers(pretrained, backbone)
+        skip = [preprocess.name] if flat and preprocess is not None and preprocess.weights else []
+        report = import_matching_layers(pretrained, backbone, skip=skip)
         if name in CAFFE_MODE and input_shape[-1] == 3:  # RGB images, a BGR first kernel
             first = next(ly for ly in iter_layers(backbone) if isinstance(ly, keras.layers.Conv2D))
             first.kernel.assign(keras.ops.flip(first.kernel, axis=2))
-    preprocess = application_preprocessing(name, input_shape[-1])
-    features = backbone(preprocess(inputs) if preprocess is not None else inputs)
+    features = backbone.output if flat else backbone(x)
     return keras.Model(inputs, features, name="body"), report
 
 
@@ -199,7 +212,8 @@ def linear_classifier(
 
     `normalize=True` L2-normalises each feature vector first (as Razavian et al. 2014 do) and
     rescales it by sqrt(num_features), so a feature has unit root-mean-square whatever the scale
-    of the network's features (random weights give pooled features of ~1e-12).
+    of the network's features (random weights give pooled features of ~1e-12). `l2` is the
+    weight decay of the kernel (0: none).
     """
     if loss not in ("softmax", "hinge"):
         raise ValueError(f"`loss` must be 'softmax' or 'hinge'. Received: {loss!r}")
@@ -208,9 +222,8 @@ def linear_classifier(
     if normalize:
         x = keras.layers.UnitNormalization(name="l2_normalize")(x)
         x = keras.layers.Rescaling(float(np.sqrt(num_features)), name="unit_rms")(x)
-    scores = keras.layers.Dense(
-        num_classes, kernel_regularizer=keras.regularizers.L2(l2), name="scores"
-    )(x)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    scores = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="scores")(x)
     if loss == "softmax":
         model = keras.Model(inputs, keras.layers.Softmax(name="probabilities")(scores), name=name)
         model.compile(
@@ -237,6 +250,7 @@ def fit_linear_classifier(
     validation=None,
     patience=10,
     normalize=False,
+    l2=1e-4,
     verbose=0,
 ):
     """Train a linear classifier on extracted features, with early stopping.
@@ -246,27 +260,42 @@ def fit_linear_classifier(
         num_classes: number of classes.
         loss: "softmax" or "hinge" (linear SVM).
         validation: optional (features, labels) for early stopping on validation loss.
+        patience: epochs without improvement before stopping (restoring the best weights);
+            None trains all `epochs` and keeps the last weights.
         normalize: L2-normalise the features to unit RMS inside the classifier (see
             `linear_classifier`).
+        l2: weight decay of the kernel (0: none).
 
     Returns:
-        The trained Keras classifier.
+        The trained Keras classifier (its kernel and bias: `get_layer("scores")`).
+
+    Example (a plain softmax regression: every epoch, no weight decay):
+
+    >>> x = np.random.default_rng(0).normal(size=(20, 8)).astype("float32")
+    >>> clf = fit_linear_classifier(x, np.arange(20) % 2, 2, epochs=3, patience=None, l2=0)
+    >>> len(clf.history.epoch), clf.losses
+    (3, [])
     """
-    model = linear_classifier(features.shape[1], num_classes, loss=loss, normalize=normalize)
+    if patience is not None and (not isinstance(patience, int) or patience < 1):
+        raise ValueError(f"`patience` must be a positive integer or None. Received: {patience!r}")
+    model = linear_classifier(features.shape[1], num_classes, loss=loss, l2=l2, normalize=normalize)
     if loss == "hinge":  # SquaredHinge takes one-hot targets
         labels = keras.utils.to_categorical(labels, num_classes)
         if validation is not None:
             validation = (validation[0], keras.utils.to_categorical(validation[1], num_classes))
     monitor = "val_loss" if validation is not None else "loss"
+    callbacks = []
+    if patience is not None:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
+        )
     model.fit(
         features,
         labels,
         epochs=epochs,
         batch_size=batch_size,
         validation_data=validation,
-        callbacks=[
-            keras.callbacks.EarlyStopping(monitor, patience=patience, restore_best_weights=True)
-        ],
+        callbacks=callbacks,
         verbose=verbose,
     )
     return model

@@ -9,6 +9,7 @@ import tensorflow as tf
 from kerastransfer.methods.feature_extraction import (
     extract_features,
     feature_extractor,
+    fit_linear_classifier,
     linear_classifier,
     pooled_body,
     stream_features,
@@ -96,3 +97,32 @@ def test_a_normalizing_linear_classifier_sees_features_at_one_scale():
     np.testing.assert_allclose(classifier(x), classifier(x * 1e-12), rtol=1e-4)
     normalized = keras.Model(classifier.inputs, classifier.get_layer("unit_rms").output)(x)
     np.testing.assert_allclose(np.sqrt(np.mean(np.square(normalized), axis=1)), 1.0, rtol=1e-5)
+
+
+def test_a_flat_body_has_the_layers_of_the_nested_one_as_its_own(tmp_path):
+    keras.utils.set_random_seed(2)
+    rgb = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = str(tmp_path / "mobilenet.weights.h5")
+    rgb.save_weights(path)
+    nested, nested_report = pooled_body("MobileNetV2", (32, 32, 3), weights=path)
+    flat, flat_report = pooled_body("MobileNetV2", (32, 32, 3), weights=path, flat=True)
+    assert not any(isinstance(layer, keras.Model) for layer in flat.layers)
+    assert [layer.name for layer in flat.layers[:3]] == ["image", "preprocess", "Conv1"]
+    assert flat_report.imported == nested_report.imported and not flat_report.unmatched
+    images = np.repeat(IMAGES[:2], 3, -1).repeat(3, 1).repeat(3, 2)[:, :32, :32]
+    np.testing.assert_array_equal(flat(images), nested(images))
+    source = tiny()
+    body, _ = pooled_body(source, flat=True)
+    assert [layer.name for layer in body.layers] == [layer.name for layer in source.layers[:-1]]
+    np.testing.assert_allclose(body(IMAGES), pooled_body(source)[0](IMAGES), rtol=1e-6)
+
+
+def test_a_linear_classifier_without_early_stopping_or_weight_decay():
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32")
+    y = np.arange(16) % 2
+    plain = fit_linear_classifier(x, y, 2, epochs=4, validation=(x, y), patience=None, l2=0)
+    assert plain.history.epoch == [0, 1, 2, 3] and plain.losses == []
+    assert plain.get_layer("scores").kernel_regularizer is None
+    assert linear_classifier(5, 2).get_layer("scores").kernel_regularizer is not None
+    with pytest.raises(ValueError, match="`patience` must be a positive integer or None"):
+        fit_linear_classifier(x, y, 2, patience=0)

@@ -130,7 +130,8 @@ def subgraph(model, first, last, name=None):
             raise ValueError(
                 f"Block boundary `{n}` is not a layer of model `{model.name}`. Layers are named "
                 f"like {names[1:6]}... (blocks inside a nested model: build the network flat, e.g. "
-                f"`keras.applications.MobileNetV2(input_tensor=...)`)."
+                "`models.mobilenet_v2_classifier(..., flat=True)`, or any `keras.applications` "
+                "model in `feature_extraction.pooled_body(..., flat=True)`)."
             )
     first_layer, last_layer = model.get_layer(first), model.get_layer(last)
     masks = mask_ids(model)
