@@ -8,9 +8,10 @@ keras-tuner 1.4) changes what the function relies on. None has a public equivale
 - `functional_graph`: the functional graph a built `Sequential` keeps (`Sequential._functional`).
   A public copy (`keras.Model(model.inputs, model.outputs)`) would be a second model per call.
 - `nodes_by_depth`: the nodes of a functional graph, one per layer call
-  (`Functional._nodes_by_depth`). `Model.layers` lists layers, not calls; the BPA graph walk needs
-  the calls (`node.operation`, `node.arguments`, `node.input_tensors`, `node.output_tensors`:
-  public attributes of Keras's `Node`, a class Keras does not export).
+  (`Functional._nodes_by_depth`). `Model.layers` lists layers, not calls; the node view of
+  `kerastransfer.models.graph` needs the calls (`node.operation`, `node.arguments`,
+  `node.input_tensors`, `node.output_tensors`: public attributes of Keras's `Node`, a class Keras
+  does not export).
 - `last_call_outputs`: the outputs of a layer's last call (`Operation._inbound_nodes`). For a
   nested model `Layer.output` is the output of its own inner graph, not of its call in the outer
   model.

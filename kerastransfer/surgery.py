@@ -246,6 +246,25 @@ def _owner(model, layer):
     return model
 
 
+POOLINGS = {
+    "flatten": (keras.layers.Flatten, "flatten_new"),
+    "avg": (keras.layers.GlobalAveragePooling2D, "avg_pool_new"),
+    "max": (keras.layers.GlobalMaxPooling2D, "max_pool_new"),
+}
+
+
+def pooling_layer(pooling):
+    """The new layer that turns a 4-D feature map into a vector: "flatten", "avg" or "max".
+
+    >>> pooling_layer("avg").name
+    'avg_pool_new'
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be 'flatten', 'avg' or 'max'. Received: {pooling!r}")
+    layer_class, name = POOLINGS[pooling]
+    return layer_class(name=name)
+
+
 def replace_head(
     model,
     num_classes,
@@ -293,8 +312,7 @@ def replace_head(
         raise ValueError(f"`hidden` must be a list of positive layer sizes. Received: {hidden!r}")
     if not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
-    if pooling not in ("flatten", "avg", "max"):
-        raise ValueError(f"`pooling` must be 'flatten', 'avg' or 'max'. Received: {pooling!r}")
+    pooling_layer(pooling)  # checks the name before any layer is cut
     if cut_layer is None:
         if len(model.layers) < 2:
             raise ValueError(
@@ -304,11 +322,7 @@ def replace_head(
     base = cut_at(model, cut_layer)
     x = base.output
     if len(x.shape) == 4:
-        x = {
-            "flatten": keras.layers.Flatten(name="flatten_new"),
-            "avg": keras.layers.GlobalAveragePooling2D(name="avg_pool_new"),
-            "max": keras.layers.GlobalMaxPooling2D(name="max_pool_new"),
-        }[pooling](x)
+        x = pooling_layer(pooling)(x)
     for i, units in enumerate(hidden, start=1):
         x = keras.layers.Dense(int(units), activation="relu", name=f"fc{i}_new")(x)
         if dropout:

@@ -98,7 +98,9 @@ def fine_tune(
         for fmt in (export_formats,) if isinstance(export_formats, str) else export_formats:
             require_converter(fmt)
     keras.utils.set_random_seed(config.seed)
-    source, data = _source_and_data(source, data, config, augment, cache, skip_unreadable)
+    source, data = source_and_data(
+        source, data, config, augment=augment, cache=cache, skip_unreadable=skip_unreadable
+    )
     # the model, the optimizer map, warm-up, LR finder, unfreezing and BPA: under the strategy
     with read_errors_named(data), precision_scope(precision) as policy, strategy.scope():
         model, body, head, imported = build_transfer_model(
@@ -141,9 +143,10 @@ def fine_tune(
     return FineTuneResult(model, report, data)
 
 
-def _source_and_data(source, data, config, augment, cache, skip_unreadable):
+def source_and_data(source, data, config, *, augment=None, cache=None, skip_unreadable=False):
     """The source (loaded, unless an application name) and the `TransferData`, served at the
-    input shape the transfer trains at (`target_input_shape`)."""
+    input shape the transfer trains at (`target_input_shape`): what `fine_tune` and the tuner's
+    trials start from."""
     if not application_builder(source):
         source = load_source(source)
     data = load_data(

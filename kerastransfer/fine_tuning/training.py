@@ -8,12 +8,19 @@ import time
 import keras
 import numpy as np
 
-from kerastransfer import optimizers as maps
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
 from kerastransfer.fine_tuning.fine_tune_config import FineTuneConfig
 from kerastransfer.fine_tuning.report import FineTuneReport
 from kerastransfer.fine_tuning.warmup import warm_up_head
+from kerastransfer.optimizers import (
+    ScaledMultiOptimizer,
+    copy_with_learning_rate,
+    discriminative_optimizer,
+    layer_pattern,
+    layerwise_decay_optimizer,
+    neon_optimizer,
+)
 from kerastransfer.surgery import (
     NORMALIZATION_LAYERS,
     freeze_bottom_levels,
@@ -40,9 +47,9 @@ def transfer_optimizer(method, model, head, imported, learning_rate, imported_ra
     # gradual: every imported layer gets its group now, before the callback unfreezes it
     names = list(imported) if method == "gradual" else [n for n in imported if n in trainable]
     if not names or (imported_rate == 1 and method not in ("discriminative", "layerwise_decay")):
-        return maps.ScaledMultiOptimizer(keras.optimizers.OptimizerMap(base, {}))
+        return ScaledMultiOptimizer(keras.optimizers.OptimizerMap(base, {}))
     if imported_rate == 0:
-        return maps.neon_optimizer(names, base, allow_frozen=method == "gradual")
+        return neon_optimizer(names, base, allow_frozen=method == "gradual")
     if method == "discriminative":
         levels = [
             [ly.name for ly in lv if ly.name in trainable]
@@ -53,16 +60,16 @@ def transfer_optimizer(method, model, head, imported, learning_rate, imported_ra
         chunks = np.array_split(np.arange(len(levels)), min(groups, len(levels)))
         body_groups = [[n for i in c for n in levels[i]] for c in chunks if len(c)]
         head_names = [ly.name for ly in iter_layers(head) if ly.weights]
-        return maps.discriminative_optimizer(
+        return discriminative_optimizer(
             [*body_groups, head_names], learning_rate * imported_rate, learning_rate, base
         )
     if method == "layerwise_decay":
         depth = len(weighted_levels(model)) - 1
         decay = imported_rate ** (1.0 / max(depth, 1))
-        return maps.layerwise_decay_optimizer(model, learning_rate, decay, base)
-    rate = maps.copy_with_learning_rate(base, learning_rate * imported_rate, "imported")
-    return maps.ScaledMultiOptimizer(
-        keras.optimizers.OptimizerMap(base, {maps.layer_pattern(names): rate}),
+        return layerwise_decay_optimizer(model, learning_rate, decay, base)
+    rate = copy_with_learning_rate(base, learning_rate * imported_rate, "imported")
+    return ScaledMultiOptimizer(
+        keras.optimizers.OptimizerMap(base, {layer_pattern(names): rate}),
         allow_frozen=method == "gradual",  # the frozen body is unfrozen later
     )
 

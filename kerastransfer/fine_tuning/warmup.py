@@ -65,6 +65,11 @@ def warm_up_head(body, head, data, *, epochs, learning_rate, batch_size, seed, l
         head.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
         stop = keras.callbacks.EarlyStopping("val_loss", patience=10, restore_best_weights=True)
         history = head.fit(
-            train, validation_data=validation, epochs=int(epochs), callbacks=[stop], verbose=0
+            train,
+            validation_data=validation,
+            epochs=int(epochs),
+            callbacks=[stop],
+            verbose=0,
+            shuffle=False,  # `train` shuffles every epoch itself
         )
     return len(history.history["loss"])

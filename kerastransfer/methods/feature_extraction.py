@@ -34,7 +34,13 @@ from kerastransfer.pretrained import (
     application_preprocessing,
     load_source,
 )
-from kerastransfer.surgery import ImportReport, cut_at, import_matching_layers, iter_layers
+from kerastransfer.surgery import (
+    ImportReport,
+    cut_at,
+    import_matching_layers,
+    iter_layers,
+    pooling_layer,
+)
 
 
 def pooled_body(source, input_shape=None, *, weights="imagenet", flat=False):
@@ -90,7 +96,7 @@ def pooled_body(source, input_shape=None, *, weights="imagenet", flat=False):
             inputs = keras.Input(trunk.input_shape[1:], name="image")
             features = trunk(inputs)
         if len(features.shape) == 4:
-            features = keras.layers.GlobalAveragePooling2D(name="avg_pool_new")(features)
+            features = pooling_layer("avg")(features)
         body = keras.Model(inputs, features, name="body")
     present = {layer.name for layer in iter_layers(body)}
     dropped = [n for n in report.imported if n not in present]  # the source's own head
@@ -148,8 +154,7 @@ def feature_extractor(
         extractor, _ = pooled_body(source, input_shape, weights=weights)
         extractor.trainable = False
         return extractor
-    if pooling not in ("avg", "max", "flatten"):
-        raise ValueError(f"`pooling` must be 'avg', 'max' or 'flatten'. Received: {pooling!r}")
+    pooling_layer(pooling)  # checks the name before the source is loaded
     if application_builder(source):
         raise ValueError(
             f"`layer_name` must be None for the keras.applications source '{source}' (its "
@@ -159,11 +164,7 @@ def feature_extractor(
     cut = cut_at(model, layer_name)
     x = cut.output
     if len(x.shape) == 4:
-        x = {
-            "avg": keras.layers.GlobalAveragePooling2D(name="features_avg"),
-            "max": keras.layers.GlobalMaxPooling2D(name="features_max"),
-            "flatten": keras.layers.Flatten(name="features_flat"),
-        }[pooling](x)
+        x = pooling_layer(pooling)(x)
     extractor = keras.Model(cut.inputs, x, name=f"{model.name}_features")
     extractor.trainable = False
     return extractor

@@ -6,6 +6,10 @@
   benchmark (28x28 gray, a bottleneck for domain adaptation).
 - `lenet5` (`lenet.py`): LeNet-5 variant with exactly the free parameters of Gutstein et al.'s
   Table 1, and its layers (`Subsampling2D`, `PartialConv2D`, `CodeSoftmax`).
+
+`graph.py` walks the functional graph of any model (producers and consumers of a tensor, nodes in
+topological order, nested models inlined, layers called again on new tensors): the methods that
+rebuild or probe a network (BPA, SpotTune) share it.
 """
 
 from kerastransfer.models.cnn import small_cnn

@@ -19,6 +19,7 @@ from kerastransfer._extras import require
 from kerastransfer._internals import tuner_checkpoint_path
 from kerastransfer.fine_tuning import FineTuneConfig
 from kerastransfer.fine_tuning.command_line import fit_command_line
+from kerastransfer.fine_tuning.one_call import source_and_data
 from kerastransfer.tuning.transfer_hypermodel import TransferHyperModel, effective_values
 from kerastransfer.tuning.trial_memory import TrialMemory, live_graphs
 
@@ -137,21 +138,9 @@ def search(
         **choices: fields of `FineTuneConfig` replacing `config`'s (`epochs=1`, ...).
         export: write the best model's serving export here.
     """
-    from kerastransfer.data import load_dataset
-    from kerastransfer.fine_tuning import target_input_shape
-
     config = (config or FineTuneConfig(samples_per_class=50)).replace(**choices)
     keras.utils.set_random_seed(config.seed)
-    data_obj = load_dataset(
-        data,
-        validation_split=config.validation_split,
-        samples_per_class=config.samples_per_class,
-        batch_size=config.batch_size,
-        seed=config.seed,
-    )
-    data_obj.image_shape = target_input_shape(
-        source, data_obj.info.image_shape, image_size=config.image_size, channels=config.channels
-    )
+    _, data_obj = source_and_data(source, data, config)
     hypermodel = TransferHyperModel(source, data_obj, config=config)
     name = project_name or f"{os.path.basename(str(source))}_{str(data).replace(':', '_')}"
     tuner = TransferSearch(

@@ -6,8 +6,9 @@ recall and precision on the target data gives a cost Gamma_k that scales the gra
 parameters of filter k during fine-tuning.
 
 - `dempster_shafer.py`: `bpa`, `gamma_costs`, `normalize_gamma` (the math, on confusion matrices).
-- `split_layers.py`: resolving split layers (paths into nested models: `"backbone/conv"`), the
-  flat view of a model with nested models inlined.
+- `split_layers.py`: resolving split layers (paths into nested models: `"backbone/conv"`) and
+  their node in the flat view of the model (`kerastransfer.models.graph.flat_view`, nested models
+  inlined), which probes and the parameter walk run on.
 - `channel_slices.py`: the parameter slices that belong to each filter (`channel_slices`,
   `filter_parameters`), and the variables left unscaled where channels are mixed.
 - `sampling.py`: `stratified_sample`, the class-balanced sample Gamma can run on.

@@ -8,7 +8,8 @@ strategy for a split layer.
 
 import tensorflow as tf
 
-from kerastransfer.methods.bpa.split_layers import check_functional, flat_view, split_node
+from kerastransfer.methods.bpa.split_layers import check_functional, split_node
+from kerastransfer.models.graph import flat_view
 
 NONFINITE_SCORES = (
     "Non-finite values (NaN or inf) in the images or class scores of the masked passes"
@@ -29,7 +30,8 @@ class FilterProbe:
     Args:
         model: a functional model with one output of class scores (probabilities or logits,
             shape `(batch, C)` with C >= 2). Nested functional models are inlined
-            (`split_layers.flat_view`): the probe runs the model's own layers and variables.
+            (`kerastransfer.models.graph.flat_view`): the probe runs the model's own layers and
+            variables.
         layer: the split `Conv2D` layer (a layer object of `model`, nested ones included).
         masks_per_pass: filters per call of the upper part (default: all d). Lower it to bound
             memory: the upper part sees `masks_per_pass * batch` samples at once.

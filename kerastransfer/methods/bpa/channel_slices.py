@@ -31,7 +31,8 @@ k where filter k owns the entry and -1 elsewhere.
 import keras
 import numpy as np
 
-from kerastransfer.methods.bpa.split_layers import flat_view, ordered_nodes, split_node
+from kerastransfer.methods.bpa.split_layers import check_functional, split_node
+from kerastransfer.models.graph import flat_view, ordered_nodes
 
 MIXED = "mixed"
 
@@ -257,6 +258,7 @@ def channel_slices(model, layer):
         and -1 elsewhere; `unscaled` lists the variables that read channel k after it was mixed
         with no per-filter slice.
     """
+    check_functional(model)
     graph = flat_view(model)
     node = split_node(graph, layer)
     d = layer.filters

@@ -22,8 +22,9 @@ differed; largest Gamma difference 0.008 for `gamma="paper"`, 0.002 for `"agreem
 """
 
 from kerastransfer.methods.bpa.separable_pass import SeparablePassProbe, separable_plan
-from kerastransfer.methods.bpa.split_layers import check_functional, flat_view, resolve_split_layers
+from kerastransfer.methods.bpa.split_layers import check_functional, resolve_split_layers
 from kerastransfer.methods.bpa.tile_pass import TilePassProbe
+from kerastransfer.models.graph import flat_view
 
 PASS_STRATEGIES = ("auto", "separable", "tile")
 

@@ -15,14 +15,8 @@ import keras
 import tensorflow as tf
 
 from kerastransfer.methods.bpa.base_probe import FilterProbe
-from kerastransfer.methods.bpa.split_layers import (
-    CHANNEL_PRESERVING,
-    consumers,
-    frontier,
-    is_conv2d,
-    model_nodes,
-    split_node,
-)
+from kerastransfer.methods.bpa.split_layers import CHANNEL_PRESERVING, is_conv2d, split_node
+from kerastransfer.models.graph import consumers, frontier, model_nodes
 
 
 def _mixes_channels(op):

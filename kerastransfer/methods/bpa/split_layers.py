@@ -9,22 +9,18 @@ joined by `/`, outermost first: `"mobilenetv2_1.00_96/Conv1"` is layer `Conv1` o
 model `mobilenetv2_1.00_96`. (Keras layer names never contain `/`, so a path is unambiguous.)
 The default split layer is the first `Conv2D` met in layer order, nested models included.
 
-Graph. Probes and the per-filter parameter walk run on `flat_view(model)`: a functional model in
-which every nested functional model is inlined. Its layers are the model's own layer objects
-(called once more on symbolic tensors), so its variables are the model's variables.
-
-The graph helpers here (`model_nodes`, `consumers`, `split_node`, `frontier`) walk the nodes of
-Keras's functional graph (one per layer call), which have no public accessor: they come from
-`kerastransfer._internals` (`functional_graph`, `nodes_by_depth`), as every private the package
-reads does.
+Graph. Probes and the per-filter parameter walk run on `flat_view(model)`
+(`kerastransfer.models.graph`): a functional model in which every nested functional model is
+inlined. Its layers are the model's own layer objects (called once more on symbolic tensors), so its
+variables are the model's variables. `split_node` is the node (the one call) of a split layer in
+that graph.
 """
 
 import difflib
-import weakref
 
 import keras
 
-from kerastransfer._internals import functional_graph, nodes_by_depth
+from kerastransfer.models.graph import is_functional, layer_paths, model_nodes
 
 # Layers the separable pass may chain between the split layer and the next convolution: they keep
 # the channel axis of their input as it is (channel k in -> channel k out).
@@ -55,32 +51,12 @@ def is_conv2d(layer):
     )
 
 
-def _graph(model):
-    """The functional graph of `model` (a `Sequential` keeps one once built), or None."""
-    return functional_graph(model)
-
-
 def check_functional(model):
-    if not isinstance(model, keras.Model) or _graph(model) is None:
+    if not is_functional(model):
         raise ValueError(
             "Split layers need a functional Keras model (built with `keras.Model(inputs, "
             f"outputs)` or `keras.Sequential`). Received: {type(model).__name__}"
         )
-
-
-def _is_nested(layer):
-    return isinstance(layer, keras.Model) and _graph(layer) is not None
-
-
-def layer_paths(model, prefix=""):
-    """`(path, layer)` of every layer of `model`, nested functional models walked depth first."""
-    found = []
-    for layer in model.layers:
-        path = f"{prefix}{layer.name}"
-        found.append((path, layer))
-        if _is_nested(layer):
-            found.extend(layer_paths(layer, prefix=f"{path}/"))
-    return found
 
 
 def conv_paths(model):
@@ -95,7 +71,7 @@ def get_nested_layer(model, path):
     """The layer of `model` at `path` (`"outer/inner/conv"`), with close matches on a miss."""
     current, walked = model, []
     for part in path.split("/"):
-        if walked and not _is_nested(current):
+        if walked and not is_functional(current):
             raise ValueError(
                 f"Split layer '{path}': '{'/'.join(walked)}' is a {type(current).__name__}, not "
                 "a nested functional model, so it has no layer "
@@ -171,75 +147,8 @@ def resolve_split_layers(model, split_layers=None):
     return [layer for _, layer in resolve_split_layer_paths(model, split_layers)]
 
 
-# -- the flat graph ---------------------------------------------------------------------------
-
-_FLAT_VIEWS = weakref.WeakKeyDictionary()
-
-
-def _nodes_in_order(graph):
-    """Nodes of a functional graph, inputs first."""
-    by_depth = nodes_by_depth(graph)
-    return [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
-
-
-def _inline(graph, tensors):
-    """Calls the layers of `graph` on the symbolic tensors `tensors` maps its tensors to."""
-    for node in _nodes_in_order(graph):
-        op = node.operation
-        if isinstance(op, keras.layers.InputLayer):
-            continue
-        args, kwargs = node.arguments.fill_in(tensors)
-        if _is_nested(op):
-            inner = _graph(op)
-            for t, value in zip(inner.inputs, keras.tree.flatten(args)):
-                tensors[id(t)] = value
-            _inline(inner, tensors)
-            outputs = [tensors[id(t)] for t in inner.outputs]
-        else:
-            outputs = keras.tree.flatten(op(*args, **kwargs))
-        for t, value in zip(node.outputs, outputs):
-            tensors[id(t)] = value
-
-
-def flat_view(model):
-    """`model` with every nested functional model inlined: the same layer objects (hence the
-    same variables), one functional graph. Returns the model's own graph when nothing is nested.
-    Cached per model: inlining calls each layer once more on symbolic tensors."""
-    check_functional(model)
-    graph = _graph(model)
-    if not any(_is_nested(layer) for layer in graph.layers):
-        return graph
-    view = _FLAT_VIEWS.get(model)
-    if view is None:
-        tensors = {id(t): t for t in graph.inputs}
-        _inline(graph, tensors)
-        outputs = [tensors[id(t)] for t in graph.outputs]
-        view = keras.Model(graph.inputs, outputs, name=f"{model.name}_flat")
-        _FLAT_VIEWS[model] = view
-    return view
-
-
-def model_nodes(model):
-    """Every node of `model`'s functional graph.
-
-    Keras has no public accessor for a functional model's nodes: they come from
-    `kerastransfer._internals.nodes_by_depth`.
-    """
-    return [node for nodes in nodes_by_depth(_graph(model)).values() for node in nodes]
-
-
-def ordered_nodes(model):
-    """Every node of `model`'s functional graph, inputs first (a topological order)."""
-    return _nodes_in_order(_graph(model))
-
-
-def consumers(model, tensor, nodes=None):
-    """Nodes of `model`'s graph that take `tensor` as an input."""
-    nodes = model_nodes(model) if nodes is None else nodes
-    return [n for n in nodes if any(t is tensor for t in n.input_tensors)]
-
-
 def split_node(model, layer):
+    """The node of `model`'s graph that calls split layer `layer` (its one call)."""
     nodes = [n for n in model_nodes(model) if n.operation is layer]
     if len(nodes) != 1:
         raise ValueError(
@@ -254,22 +163,3 @@ def broadcast_shape(variable, axis):
     shape = [1] * len(variable.shape)
     shape[axis] = variable.shape[axis]
     return tuple(shape)
-
-
-def frontier(model, tensor):
-    """Tensors from below `tensor` that the part of `model` above it also reads (skip paths)."""
-    nodes = model_nodes(model)
-    downstream, queue = [], [tensor]
-    while queue:
-        current = queue.pop()
-        for node in consumers(model, current, nodes):
-            if not any(node is n for n in downstream):
-                downstream.append(node)
-                queue.extend(node.output_tensors)
-    produced = [t for n in downstream for t in n.output_tensors] + [tensor]
-    result = []
-    for node in downstream:
-        for t in node.input_tensors:
-            if not any(t is p for p in produced) and not any(t is f for f in result):
-                result.append(t)
-    return result

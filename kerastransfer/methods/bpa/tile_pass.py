@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from kerastransfer.methods.bpa.base_probe import FilterProbe
-from kerastransfer.methods.bpa.split_layers import frontier
+from kerastransfer.models.graph import frontier
 
 
 class TilePassProbe(FilterProbe):

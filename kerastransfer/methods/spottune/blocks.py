@@ -31,7 +31,7 @@ import re
 
 import keras
 
-from kerastransfer._internals import keras_mask
+from kerastransfer.models.graph import ancestors, layer_inputs, mask_ids, producers
 
 RECURRENT_TYPES = (keras.layers.RNN, keras.layers.Bidirectional)
 
@@ -45,71 +45,6 @@ class Block:
     first: str
     last: str
     layers: tuple
-
-
-def _flat(structure):
-    return keras.tree.flatten(structure)
-
-
-def mask_ids(model):
-    """ids of the Keras mask tensors of `model`'s graph (functional Keras passes a mask to a
-    layer as a tensor argument, so it appears in `layer.input`)."""
-    ids = set()
-    for layer in model.layers:
-        try:
-            outputs = layer.output
-        except (AttributeError, ValueError):
-            continue
-        for t in _flat(outputs):
-            mask = keras_mask(t)
-            if mask is not None:
-                ids.add(id(mask))
-    return ids
-
-
-def layer_inputs(layer, masks=()):
-    """The data inputs of `layer` (its Keras masks left out): one tensor, or a list."""
-    try:
-        inputs = layer.input
-    except (AttributeError, ValueError) as e:
-        raise ValueError(
-            f"Layer `{layer.name}` is called more than once (a shared layer) or never: SpotTune "
-            f"blocks need each layer called exactly once. Received: {e}"
-        ) from None
-    flat = [t for t in _flat(inputs) if id(t) not in masks]
-    if len(flat) == len(_flat(inputs)):
-        return inputs
-    return flat[0] if len(flat) == 1 else flat
-
-
-def _layer_input(layer, masks=()):
-    return layer_inputs(layer, masks)
-
-
-def _producers(model):
-    """id(KerasTensor) -> the layer that outputs it."""
-    producers = {}
-    for layer in model.layers:
-        try:
-            outputs = layer.output
-        except (AttributeError, ValueError):
-            continue
-        for t in _flat(outputs):
-            producers[id(t)] = layer
-    return producers
-
-
-def _ancestors(model, tensor, producers, masks):
-    """Names of every layer upstream of `tensor` (its producer included)."""
-    seen, stack = set(), [tensor]
-    while stack:
-        layer = producers.get(id(stack.pop()))
-        if layer is None or layer.name in seen:
-            continue
-        seen.add(layer.name)
-        if not isinstance(layer, keras.layers.InputLayer):
-            stack.extend(_flat(_layer_input(layer, masks)))
-    return seen
 
 
 def subgraph(model, first, last, name=None):
@@ -135,16 +70,16 @@ def subgraph(model, first, last, name=None):
             )
     first_layer, last_layer = model.get_layer(first), model.get_layer(last)
     masks = mask_ids(model)
-    inputs = _flat(_layer_input(first_layer, masks))
+    inputs = keras.tree.flatten(layer_inputs(first_layer, masks))
     if len(inputs) != 1:
         raise ValueError(
             f"Block ({first!r}, {last!r}) must have a single input, but `{first}` takes "
             f"{len(inputs)} tensors. Start the block at a layer with one input."
         )
     block_in = inputs[0]
-    producers = _producers(model)
-    upstream = _ancestors(model, block_in, producers, masks)
-    if first not in _ancestors(model, _flat(last_layer.output)[0], producers, masks):
+    made_by = producers(model)
+    upstream = ancestors(block_in, made_by, masks)
+    if first not in ancestors(keras.tree.flatten(last_layer.output)[0], made_by, masks):
         raise ValueError(
             f"Block ({first!r}, {last!r}): `{first}` does not lead to `{last}`. Name the first "
             f"and last layer of one block, in that order."
@@ -162,21 +97,23 @@ def subgraph(model, first, last, name=None):
                 f"block's first layer up so the block takes one tensor, or the skip inside it."
             )
         members.add(layer.name)
-        for t in _flat(_layer_input(layer, masks)):
+        for t in keras.tree.flatten(layer_inputs(layer, masks)):
             if t is not block_in:
-                stack.append(producers[id(t)])
-    internal = {id(t) for n in members if n != last for t in _flat(model.get_layer(n).output)}
+                stack.append(made_by[id(t)])
+    internal = {
+        id(t) for n in members if n != last for t in keras.tree.flatten(model.get_layer(n).output)
+    }
     for layer in model.layers:
         if layer.name in members or isinstance(layer, keras.layers.InputLayer):
             continue
-        used = [t for t in _flat(_layer_input(layer, masks)) if id(t) in internal]
+        used = [t for t in keras.tree.flatten(layer_inputs(layer, masks)) if id(t) in internal]
         if used:
             raise ValueError(
                 f"Block ({first!r}, {last!r}) is not a single-output subgraph: `{layer.name}`, "
-                f"outside the block, uses the output of `{producers[id(used[0])].name}` inside "
+                f"outside the block, uses the output of `{made_by[id(used[0])].name}` inside "
                 f"it. End the block at a layer whose output is the only one leaving it."
             )
-    if any(id(t) in internal for t in _flat(model.outputs)):
+    if any(id(t) in internal for t in keras.tree.flatten(model.outputs)):
         raise ValueError(
             f"Block ({first!r}, {last!r}) is not a single-output subgraph: a model output "
             f"comes from inside it."
@@ -220,12 +157,12 @@ def recurrent_blocks(model):
             _check_recurrent(layer, layers[i + 1] if i + 1 < len(layers) else None)
         return [Block(layer.name, layer.name, layer.name, (layer.name,)) for layer in layers]
     layers = [layer for layer in model.layers if isinstance(layer, RECURRENT_TYPES)]
-    producers, masks = _producers(model), mask_ids(model)
+    made_by, masks = producers(model), mask_ids(model)
     for layer in layers:
         following = None
         for other in layers:
             if other is not layer and any(
-                producers.get(id(t)) is layer for t in _flat(_layer_input(other, masks))
+                made_by.get(id(t)) is layer for t in keras.tree.flatten(layer_inputs(other, masks))
             ):
                 following = other
         _check_recurrent(layer, following)

@@ -21,11 +21,11 @@ Example:
 import keras
 import numpy as np
 
-from kerastransfer.methods.spottune.blocks import layer_inputs, mask_ids
 from kerastransfer.methods.spottune.network import replay_layers
 from kerastransfer.methods.spottune.spottune_block import SpotTuneBlock
 from kerastransfer.methods.spottune.spottune_model import SpotTuneModel
 from kerastransfer.methods.spottune.usage import policy_usage
+from kerastransfer.models.graph import replay
 
 
 def _bytes(model):
@@ -63,20 +63,17 @@ def fold_blocks(model, data, batch_size=64):
     tensors = {id(inputs): keras.Input(inputs.shape[1:], dtype=inputs.dtype, name="inputs")}
     new_decisions = keras.Input(decision_input.shape[1:], name="decisions")
     tensors[id(decision_input)] = new_decisions
-    masks = mask_ids(network)
-    for layer in network.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        args = keras.tree.map_structure(lambda t: tensors[id(t)], layer_inputs(layer, masks))
-        if isinstance(layer, SpotTuneBlock) and layer.name in choice:
-            branch = layer.tuned if choice[layer.name] == "tuned" else layer.frozen
-            # Inline the branch's layers (Keras masks flow through them as in the source model).
-            inner = {id(branch.inputs[0]): args[0]}
-            replay_layers(branch, {sub.name for sub in branch.layers}, inner)
-            out = inner[id(branch.outputs[0])]
-        else:
-            out = layer(args)
-        tensors[id(layer.output)] = out
+
+    def call(layer, inputs):
+        if not (isinstance(layer, SpotTuneBlock) and layer.name in choice):
+            return layer(inputs)
+        branch = layer.tuned if choice[layer.name] == "tuned" else layer.frozen
+        # Inline the branch's layers (Keras masks flow through them as in the source model).
+        inner = {id(branch.inputs[0]): inputs[0]}
+        replay_layers(branch, {sub.name for sub in branch.layers}, inner)
+        return inner[id(branch.outputs[0])]
+
+    replay(network, tensors, call)
     outputs = tensors[id(network.output)]
     all_folded = len(choice) == model.num_blocks
     if all_folded:

@@ -19,8 +19,9 @@ Example:
 import keras
 
 from kerastransfer._internals import keras_mask
-from kerastransfer.methods.spottune.blocks import find_blocks, layer_inputs, mask_ids
+from kerastransfer.methods.spottune.blocks import find_blocks
 from kerastransfer.methods.spottune.spottune_block import SpotTuneBlock
+from kerastransfer.models.graph import layer_inputs, mask_ids, replay
 
 
 def _clone_layer(layer):
@@ -33,21 +34,20 @@ def replay_layers(model, layer_names, tensors, block_for_first=None):
 
     Layers that start a block are replaced by `block_for_first[name](new_input)`, whose result
     stands for the output of the block's last layer. Returns the (old, new) layer pairs."""
-    copies, masks = [], mask_ids(model)
-    for layer in model.layers:
-        if layer.name not in layer_names or isinstance(layer, keras.layers.InputLayer):
-            continue
-        args = keras.tree.map_structure(lambda t: tensors[id(t)], layer_inputs(layer, masks))
+    copies = []
+
+    def call(layer, inputs):
         if block_for_first and layer.name in block_for_first:
             block, last = block_for_first[layer.name]
-            tensors[id(model.get_layer(last).output)] = block(args)
-            continue
+            tensors[id(model.get_layer(last).output)] = block(inputs)
+            return None
         new = _clone_layer(layer)
-        outputs = new(args)
+        outputs = new(inputs)
         new.set_weights(layer.get_weights())
-        for old_t, new_t in zip(keras.tree.flatten(layer.output), keras.tree.flatten(outputs)):
-            tensors[id(old_t)] = new_t
         copies.append((layer, new))
+        return outputs
+
+    replay(model, tensors, call, layer_names)
     return copies
 
 
