@@ -260,8 +260,23 @@ def _one_line(error):
     return " ".join(str(error).split()) or type(error).__name__
 
 
+# Benchmarks left the installed package for the repository's `benchmarks/` folder.
+MOVED = {
+    "bench": "benchmarks/bpa.py",
+    "bench-dan": "benchmarks/domain_adaptation.py",
+    "bench-spottune": "benchmarks/spottune.py",
+}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in MOVED:
+        print(
+            f"kerastransfer {argv[0]}: error: the benchmark moved out of the package; from a "
+            f"checkout of the repository run `python {MOVED[argv[0]]}` with the same flags",
+            file=sys.stderr,
+        )
+        return 2
     if argv[:1] and argv[0] in DELEGATED:
         import importlib
 

@@ -1,4 +1,5 @@
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -226,3 +227,18 @@ def test_a_library_import_keeps_tensorflows_own_output():
     )
     assert import_only.returncode == 0
     assert import_only.stdout.strip() == "None"  # the library does not change TF's logging
+
+
+@pytest.mark.parametrize(
+    "command, script",
+    [
+        ("bench", "benchmarks/bpa.py"),
+        ("bench-dan", "benchmarks/domain_adaptation.py"),
+        ("bench-spottune", "benchmarks/spottune.py"),
+    ],
+)
+def test_a_moved_benchmark_command_exits_2_naming_its_script(capsys, command, script):
+    assert main([command, "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"python {script}" in err[0], err
+    assert (pathlib.Path(__file__).parents[1] / script).is_file()
