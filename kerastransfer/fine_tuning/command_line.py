@@ -17,7 +17,8 @@ import argparse
 import dataclasses
 
 from kerastransfer.fine_tuning.devices import PRECISIONS
-from kerastransfer.fine_tuning.fine_tune_config import GAMMAS, METHODS, FineTuneConfig
+from kerastransfer.fine_tuning.fine_tune_config import METHODS, FineTuneConfig
+from kerastransfer.methods.bpa.dempster_shafer import GAMMA_FUNCTIONALS
 
 
 def positive_int(text):
@@ -86,7 +87,7 @@ _CONFIG_FLAGS = {
     "groups": (positive_int, "body groups (discriminative)"),
     "every": (positive_int, "epochs per unfreezing (gradual)"),
     "bpa": (bool, "add BPA gradient costs to the method"),
-    "gamma": (GAMMAS, "BPA's Gamma functional"),
+    "gamma": (GAMMA_FUNCTIONALS, "BPA's Gamma functional"),
     "train_normalization": (bool, "train the body's normalization layers"),
     "head_width": (non_negative_int, "units of a ReLU layer before the classifier (0: none)"),
     "dropout": (fraction(), "dropout before the classifier"),

@@ -18,6 +18,8 @@ ValueError: `method` must be one of neon, discriminative, ... Received: 'fast'
 import dataclasses
 import numbers
 
+from kerastransfer.methods.bpa.dempster_shafer import GAMMA_FUNCTIONALS
+
 METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
 # The imported layers' rate as a multiple of `learning_rate`, by method.
 DEFAULT_IMPORTED_RATE = {
@@ -27,7 +29,6 @@ DEFAULT_IMPORTED_RATE = {
     "gradual": 1.0,
     "bpa": 1.0,
 }
-GAMMAS = ("agreement", "paper")  # BPA's Gamma functionals (`methods.bpa.BPAModel`)
 APPLICATION_IMAGE_SIZE = 96  # input height and width of a keras.applications target
 
 
@@ -100,9 +101,9 @@ class FineTuneConfig:
             raise ValueError(
                 f"`learning_rate` must be a positive number or 'find'. Received: {lr!r}"
             )
-        if self.gamma not in GAMMAS:
+        if self.gamma not in GAMMA_FUNCTIONALS:
             raise ValueError(
-                f"`gamma` must be one of {', '.join(GAMMAS)}. Received: {self.gamma!r}"
+                f"`gamma` must be one of {', '.join(GAMMA_FUNCTIONALS)}. Received: {self.gamma!r}"
             )
 
     @property

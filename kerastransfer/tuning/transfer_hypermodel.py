@@ -39,6 +39,7 @@ from kerastransfer.fine_tuning import (
     build_transfer_model,
     train_transfer_model,
 )
+from kerastransfer.methods.bpa.dempster_shafer import GAMMA_FUNCTIONALS
 from kerastransfer.surgery import weighted_levels
 
 keras_tuner = require("keras_tuner", "The transfer search (kerastransfer.tuning)")
@@ -51,7 +52,7 @@ SEARCH_SPACE = {
     "dropout": [0.0, 0.2, 0.5],
     "learning_rate": (1e-5, 1e-3),
     "bpa": [False, True],
-    "gamma": ["agreement", "paper"],
+    "gamma": list(GAMMA_FUNCTIONALS),
 }
 
 

@@ -31,7 +31,7 @@ Every function takes a batch of matrices: any leading axes (typically one per fi
 
 import numpy as np
 
-GAMMA_FUNCTIONALS = ("paper", "agreement")
+GAMMA_FUNCTIONALS = ("agreement", "paper")
 NORMALIZATIONS = ("max", "mean", "none")
 
 
