@@ -77,7 +77,7 @@ from kerastransfer.methods.spottune import (  # noqa: E402
     policy_usage,
     spottune_optimizer,
 )
-from kerastransfer.models import mobilenet_v2_classifier  # noqa: E402
+from kerastransfer.models import lstm_stack, mobilenet_v2_classifier  # noqa: E402
 
 # The project report, UCI Daily and Sports Activities -> UCI HAR, 10 epochs.
 REPORT = {"spottune": 0.31964709874448594, "scratch": 0.34781133355955207}
@@ -275,17 +275,6 @@ def sequence_data(args):
 
 
 # ---------------------------------------------------------------- models
-def lstm_stack(input_shape, num_classes, units):
-    """The report's network: 3 stacked LSTM layers and 2 dense layers."""
-    inputs = keras.Input(input_shape, name="sequence")
-    x = keras.layers.LSTM(units, return_sequences=True, name="lstm_1")(inputs)
-    x = keras.layers.LSTM(units, return_sequences=True, name="lstm_2")(x)
-    x = keras.layers.LSTM(units, name="lstm_3")(x)
-    x = keras.layers.Dense(units, activation="relu", name="fc_1")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="fc_2")(x)
-    return keras.Model(inputs, outputs, name="lstm_stack")
-
-
 def clone_with_weights(model):
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
