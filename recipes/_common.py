@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.data import load_dataset
+from kerastransfer.fine_tuning.command_line import positive_int
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SAVED_MODELS = REPO / "saved_models"
@@ -53,17 +54,6 @@ def add_common_flags(parser, *, seeds=1, epochs=None, verbose=0):
         "--nondeterministic", action="store_true", help="allow non-deterministic ops (faster)"
     )
     return parser
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 _deterministic = False
