@@ -1,6 +1,7 @@
 """Smoke run of recipes/bpa_paper.py (the paper's Tables 1-3) with tiny settings."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 
@@ -100,6 +101,7 @@ def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(
     assert second["results"] == first["results"]
 
 
+@pytest.mark.slow  # 80 s; BPA on the nested MobileNetV2 itself: methods/bpa/test_nested_backbone.py
 def test_mobilenet_row_bpa_against_fine_tuning(tmp_path, load_recipe, imagenet_weights):
     recipe = load_recipe("bpa_paper")
     out = recipe.main(
