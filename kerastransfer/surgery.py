@@ -124,7 +124,14 @@ def adapt_input_channels(kernel, channels):
     the same response); gray -> RGB repeats it divided by 3 (an RGB image of equal channels gives
     the gray response).
     """
+    if not _is_int(channels) or channels < 1:
+        raise ValueError(f"`channels` must be an integer >= 1. Received: {channels!r}")
     kernel = np.asarray(kernel)
+    if kernel.ndim != 4:
+        raise ValueError(
+            f"`kernel` must be a convolution kernel (kh, kw, c_in, c_out). "
+            f"Received: shape {kernel.shape}"
+        )
     c_in = kernel.shape[-2]
     if c_in == channels:
         return kernel

@@ -97,6 +97,19 @@ def test_adapt_input_channels_rejects_other_counts():
         surgery.adapt_input_channels(np.zeros((3, 3, 3, 4)), 4)
 
 
+@pytest.mark.parametrize("channels", [0, -1, 1.5, True])
+@pytest.mark.parametrize("c_in", [1, 3])
+def test_adapt_input_channels_refuses_a_channel_count_below_one(c_in, channels):
+    # a gray kernel "adapted" to 0 channels used to come back empty, silently
+    with pytest.raises(ValueError, match="`channels` must be an integer >= 1"):
+        surgery.adapt_input_channels(np.ones((3, 3, c_in, 4)), channels)
+
+
+def test_adapt_input_channels_refuses_what_is_not_a_convolution_kernel():
+    with pytest.raises(ValueError, match=r"`kernel` must be a convolution kernel.*\(3, 4\)"):
+        surgery.adapt_input_channels(np.ones((3, 4)), 1)
+
+
 def test_cut_and_replace_head_like_neon_vgg():
     base = tiny(10)
     cut = surgery.cut_at(base, "pool2")
