@@ -156,10 +156,3 @@ def split_node(model, layer):
             "split layer must be used exactly once."
         )
     return nodes[0]
-
-
-def broadcast_shape(variable, axis):
-    """The shape of a multiplier of `variable` holding one value per filter along `axis`."""
-    shape = [1] * len(variable.shape)
-    shape[axis] = variable.shape[axis]
-    return tuple(shape)
