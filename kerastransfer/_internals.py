@@ -23,8 +23,16 @@ keras-tuner 1.4) changes what the function relies on. None has a public equivale
 - `gradient_registry`: TensorFlow's registry of gradient functions
   (`tensorflow.python.framework.ops._gradient_registry._registry`), from which `TrialMemory`
   removes the custom gradients that TensorFlow 2.21 never removes.
+- `write_tuner_state_atomically`: keras-tuner writes its state files (the oracle's, each
+  trial's, the tuner's) in place with `keras_tuner.src.utils.save_json`, which the oracle, trial
+  and tuner classes look up at each call; it is replaced by a writer that writes a temporary file
+  and renames it over the old one, so a kill never leaves a file cut short.
 - `tuner_checkpoint_path`: the file keras-tuner's `Tuner.load_model` reads a trial's weights from
   (`Tuner._get_checkpoint_fname`).
+- `set_initial_epoch`: the epoch `fit` starts from, set by a callback in `on_train_begin`
+  (`Trainer._initial_epoch`, what `keras.callbacks.BackupAndRestore` sets). `fit(initial_epoch=)`
+  is public but chosen before the callbacks run, and a callback given to a user's `fit` must
+  resume it.
 - `keras_archive_problem`: the `.keras` file layout (a zip archive holding `config.json`), to say
   what is wrong with a file before `keras.models.load_model` fails on it.
 """
@@ -79,6 +87,36 @@ def gradient_registry():
         return None
     registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
     return registry if isinstance(registry, dict) else None
+
+
+def set_initial_epoch(model, epoch):
+    """Makes the running `model.fit` continue at `epoch` (call it from `on_train_begin`); None
+    lets the next `fit` start where its `initial_epoch` says (Keras never clears it)."""
+    model._initial_epoch = None if epoch is None else int(epoch)
+
+
+def write_tuner_state_atomically():
+    """Makes keras-tuner write its JSON state files atomically (see the module). Idempotent."""
+    import json
+    import os
+
+    from keras_tuner.src import utils
+
+    if getattr(utils.save_json, "writes_atomically", False):
+        return
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        partial = f"{path}.partial"
+        with open(partial, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+        return text
+
+    save_json.writes_atomically = True
+    utils.save_json = save_json
 
 
 def tuner_checkpoint_path(tuner, trial_id):

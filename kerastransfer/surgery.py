@@ -15,6 +15,7 @@ Example (neon's `import_matching_layers`):
 
 import dataclasses
 import difflib
+import numbers
 
 import keras
 import numpy as np
@@ -60,8 +61,18 @@ class ImportReport:
         return "\n".join(lines)
 
 
+def check_model(model, what="`model`"):
+    """Raises a `TypeError` naming `what` unless `model` is a Keras model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{what} must be a keras.Model. Received: {type(model).__name__}. Load a file or an "
+            "application name first: `kerastransfer.load_source(...)`."
+        )
+
+
 def iter_layers(model):
     """All leaf layers of `model` in topological order, descending into nested models."""
+    check_model(model)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
             yield from iter_layers(layer)
@@ -102,6 +113,11 @@ def weighted_levels(model):
 
 def get_layer(model, name):
     """The layer called `name`, searched through nested models, with a helpful error."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"A layer is named by a string. Received: {name!r} ({type(name).__name__}); "
+            "`model.layers[i].name` gives the name of layer i."
+        )
     for layer in iter_layers(model):
         if layer.name == name:
             return layer
@@ -315,9 +331,11 @@ def replace_head(
     """
     if not _is_int(num_classes) or num_classes < 2:
         raise ValueError(f"`num_classes` must be an integer >= 2. Received: {num_classes!r}")
-    if not all(_is_int(units) and units >= 1 for units in hidden):
-        raise ValueError(f"`hidden` must be a list of positive layer sizes. Received: {hidden!r}")
-    if not 0 <= dropout < 1:
+    if not isinstance(hidden, (list, tuple)) or not all(_is_int(u) and u >= 1 for u in hidden):
+        raise ValueError(
+            f"`hidden` must be a list of positive layer sizes, e.g. [256]. Received: {hidden!r}"
+        )
+    if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1). Received: {dropout!r}")
     pooling_layer(pooling)  # checks the name before any layer is cut
     if cut_layer is None:

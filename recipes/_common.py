@@ -6,10 +6,15 @@ Every recipe takes the same common flags with one meaning:
     --epochs N           epochs of the recipe's main training runs
     --data-root DIR      folder of .npz files (e.g. ../shared/data) instead of the embedded samples
     --backup-dir DIR     make every fit resumable (BackupAndRestore) and keep finished runs there,
-                         so a re-run after a kill does not redo finished work
+                         so a re-run after a kill does not redo finished work and prints the
+                         table of the uninterrupted run
     --export             write the final model as a SavedModel into saved_models/
     --verbose N          Keras progress (0 silent, 1 bars, 2 one line per epoch)
     --nondeterministic   allow non-deterministic TensorFlow ops (faster; tables may then vary)
+
+TensorFlow's benign native lines (start-up, the CUDA probe, a tf.data rewrite note) are hidden as
+for the `kerastransfer` command (`_quiet.py`); `TF_CPP_MIN_LOG_LEVEL=0` shows them. Every recipe
+imports this module before keras.
 """
 
 import argparse
@@ -18,10 +23,12 @@ import json
 import os
 import pathlib
 
+import _quiet  # noqa: F401  (first: before anything imports TensorFlow)
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer.callbacks import BackupAndRestore, EpochSeeding
 from kerastransfer.data import load_dataset
 from kerastransfer.fine_tuning.command_line import positive_int
 
@@ -118,11 +125,14 @@ def atomic_save(model, path):
 
 def fit(model, data, *, epochs, backup_dir=None, name="fit", callbacks=(), verbose=0, **kwargs):
     """`model.fit` on a `TransferData` (validation included), or on a `(train, validation)` pair
-    of batched datasets, resumable with `backup_dir`."""
+    of batched datasets; epoch e reads epoch e's batches (`EpochSeeding`), and with `backup_dir`
+    a killed fit resumes to the uninterrupted result (`BackupAndRestore`, early stopping's state
+    included)."""
     train, validation = data if isinstance(data, tuple) else (data.train, data.validation)
-    callbacks = list(callbacks)
+    callbacks = [EpochSeeding(), *callbacks]
     if backup_dir:
-        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(backup_dir, name)))
+        stops = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
+        callbacks.append(BackupAndRestore(os.path.join(backup_dir, name), track=stops))
     return model.fit(
         train,
         validation_data=validation,

@@ -41,6 +41,7 @@ import argparse
 import os
 import time
 
+import _common  # noqa: F401  (first: TensorFlow's start-up lines stay hidden; see _common)
 import keras
 import numpy as np
 from _common import (

@@ -33,14 +33,15 @@ import pathlib
 import sys
 import time
 
-import keras
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import _common  # noqa: E402, F401  (first: TensorFlow's start-up lines stay hidden; see _common)
+import keras  # noqa: E402
 from _common import (  # noqa: E402
     RunCache,
     add_common_flags,
     dataset_source,
+    fit,
     mean_sd,
     print_table,
     set_seeds,
@@ -173,15 +174,15 @@ def run(task, method, seed, source_data, target_data, args):
         )
         steps = source_data.size("train") // args.batch_size
     model, classifier = build(method, source_data, steps * args.epochs, args)
-    callbacks = []
-    if args.backup_dir:
-        callbacks.append(
-            keras.callbacks.BackupAndRestore(
-                os.path.join(args.backup_dir, "domain_adaptation", f"{task}_{method}_{seed}")
-            )
-        )
     start = time.time()
-    model.fit(train, epochs=args.epochs, callbacks=callbacks, verbose=args.verbose, shuffle=False)
+    fit(
+        model,
+        (train, None),
+        epochs=args.epochs,
+        backup_dir=args.backup_dir and os.path.join(args.backup_dir, "domain_adaptation"),
+        name=f"{task}_{method}_{seed}",
+        verbose=args.verbose,
+    )
     seconds = time.time() - start
     accuracy = model.evaluate(target_data.test, verbose=0, return_dict=True)["accuracy"]
     return float(accuracy), seconds, classifier

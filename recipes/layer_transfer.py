@@ -40,11 +40,13 @@ import os
 import sys
 import time
 
+import _common  # noqa: F401  (first: TensorFlow's start-up lines stay hidden; see _common)
 import keras
 import numpy as np
 from _common import RunCache, add_common_flags, atomic_save, dataset_source, set_seeds
 
 from kerastransfer._extras import require
+from kerastransfer.callbacks import BackupAndRestore
 from kerastransfer.data import load_dataset
 from kerastransfer.methods.layer_transfer import (
     SourceReport,
@@ -172,7 +174,7 @@ def source_network(args, cache):
         callbacks = []
         if args.backup_dir:
             callbacks.append(
-                keras.callbacks.BackupAndRestore(
+                BackupAndRestore(
                     os.path.join(args.backup_dir, "layer_transfer", f"{cache.path.stem}_source")
                 )
             )

@@ -47,12 +47,12 @@ import pathlib
 import sys
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import _common  # noqa: E402, F401  (first: TensorFlow's start-up lines stay hidden; see _common)
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from _common import (  # noqa: E402
     RunCache,
     add_common_flags,
@@ -64,6 +64,7 @@ from _common import (  # noqa: E402
     set_seeds,
 )
 
+from kerastransfer.data import shuffled_indices  # noqa: E402
 from kerastransfer.export import export_serving  # noqa: E402
 from kerastransfer.methods.feature_extraction import (  # noqa: E402
     extract_features,
@@ -322,9 +323,13 @@ def _batches(split, batch_size, shuffle_seed=None):
     gives the batches these arrays gave)."""
     if isinstance(split, Stream):
         return split.batches(batch_size, shuffle_seed).prefetch(tf.data.AUTOTUNE)
-    ds = tf.data.Dataset.from_tensor_slices(split)
-    if shuffle_seed is not None:
-        ds = ds.shuffle(len(split[1]), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if shuffle_seed is None:
+        ds = tf.data.Dataset.from_tensor_slices(split)
+    else:
+        x, y = (tf.constant(a) for a in split)
+        ds = shuffled_indices(len(split[1]), shuffle_seed).map(
+            lambda i: (tf.gather(x, i), tf.gather(y, i))
+        )
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

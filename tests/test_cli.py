@@ -45,6 +45,27 @@ def _error_line(capsys, argv):
         ),
         (["fit", "MobileNetV2", "embedded:usps", "--bogus-flag"], "unrecognized arguments"),
         (["tune", "--trials", "-3"], "--trials: expected a positive integer"),
+        # wrong forms that reached the run before (#18): named at the flag, before any data
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--learning-rate", "inf"],
+            "argument --learning-rate: expected a positive number, got 'inf'",
+        ),
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--warmup-learning-rate", "1e999"],
+            "argument --warmup-learning-rate: expected a positive number",
+        ),
+        (
+            ["fit", "MobileNetV2", "embedded:usps", "--augment", "flip,bogus"],
+            "argument --augment: expected auto, none, a preset",
+        ),
+        (["fit", "MobileNetV2", "embedded:usps", "--image-size", "9x9"], "--image-size: expected"),
+        (["fit", "MobileNetV2", "embedded:usps", "--groups", "2.5"], "--groups: expected a posit"),
+        (["fit", "MobileNetV2", "embedded:usps", "--devices", "x"], "--devices: expected a posit"),
+        (["gap", "m.keras", "--source", "s", "--target", "t", "--batch-size", "x"], "--batch-size"),
+        (["gap", "m.keras", "--source", "s", "--target", "t", "--batches", "0"], "--batches: exp"),
+        (["gap", "m.keras", "--source", "s", "--target", "t", "--seed", "-3"], "--seed: expected"),
+        (["gap", "m.keras", "--source", "s", "--target", "t", "--layers", ","], "--layers: exp"),
+        (["gap", "m.keras", "--source", "s"], "required: --target"),
         (["bogus"], "invalid choice: 'bogus'"),
         ([], "required: command"),
     ],
@@ -58,7 +79,7 @@ def test_missing_data_and_unloadable_sources_exit_2_with_one_line(capsys, tmp_pa
     line = _error_line(capsys, ["fit", "MobileNetV2", str(tmp_path / "no_such_folder")])
     assert "No dataset at" in line and "embedded:" in line
     line = _error_line(capsys, ["fit", "MobileNetV2", "embedded:usps", "--augment", "flipp"])
-    assert "`augment` must name" in line and "did you mean 'flip'" in line
+    assert "argument --augment: expected auto" in line and "did you mean 'flip'" in line
     line = _error_line(capsys, ["fit", str(tmp_path / "missing.keras"), "embedded:usps"])
     assert "missing.keras" in line
     line = _error_line(capsys, ["fit", "MobileNetV9", "embedded:usps"])

@@ -147,14 +147,126 @@ def test_a_kill_while_swapping_never_leaves_the_destination_without_an_export(tm
     assert sorted(os.listdir(tmp_path)) == ["export"]
 
 
-def test_serve_refuses_an_empty_batch(exported):
+class _Killed(BaseException):
+    """The process died here: nothing after this file system operation happens."""
+
+
+def _fill(version):
+    def fill(path):
+        for i in range(3):
+            with open(os.path.join(path, f"part{i}"), "w") as f:
+                f.write(version)
+
+    return fill
+
+
+def test_without_folder_exchange_a_kill_at_any_step_leaves_an_export(tmp_path, monkeypatch):
+    """The fallback (no RENAME_EXCHANGE): the destination reads as a complete export, old or
+    new, before and after every file system operation, and after a kill at any of them."""
+    import shutil
+
+    import kerastransfer.export.atomic as atomic
+
+    monkeypatch.setattr(atomic, "_renameat2", None)  # a file system without RENAME_EXCHANGE
+    target = tmp_path / "export"
+    real = {name: getattr(os, name) for name in ("replace", "rename", "symlink", "unlink")}
+    real["rmtree"] = shutil.rmtree
+    state = {"ops": 0, "kill_at": None, "expected": None}
+
+    def counted(name):
+        def op(*args, **kwargs):
+            if state["expected"] is not None:
+                assert _complete_version(target) in state["expected"]  # what a reader sees
+            if state["kill_at"] is not None and state["ops"] >= state["kill_at"]:
+                raise _Killed
+            state["ops"] += 1
+            result = real[name](*args, **kwargs)
+            if state["expected"] is not None:
+                assert _complete_version(target) in state["expected"]
+            return result
+
+        return op
+
+    for name in ("replace", "rename", "symlink", "unlink"):
+        monkeypatch.setattr(os, name, counted(name))
+    monkeypatch.setattr(shutil, "rmtree", counted("rmtree"))
+
+    atomic_write(target, _fill("1"))
+    assert os.path.islink(target)  # a link to a hidden export folder from the start
+    state["ops"] = 0
+    state["expected"] = {"1", "2"}
+    atomic_write(target, _fill("2"))  # every step checked, none killed
+    steps = state["ops"]
+    assert _complete_version(target) == "2" and steps >= 3
+    for kill_at in range(steps + 1):
+        state.update(ops=0, kill_at=None, expected=None)
+        atomic_write(target, _fill("1"))
+        state.update(ops=0, kill_at=kill_at, expected={"1", "2"})
+        try:
+            atomic_write(target, _fill("2"))
+        except _Killed:
+            pass
+        state.update(kill_at=None)
+        assert _complete_version(target) in {"1", "2"}, kill_at  # no `recover` needed
+        state.update(expected=None)
+        atomic_write(target, _fill("3"))  # the next export cleans up what the kill left
+        assert _complete_version(target) == "3"
+        left = sorted(os.listdir(tmp_path))  # the link and the one folder it points to
+        assert len(left) == 2 and left[0].startswith(".export.export-"), (kill_at, left)
+
+
+def test_a_linked_export_loads_and_is_replaced_only_as_ours(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    import kerastransfer.export.atomic as atomic
+
+    monkeypatch.setattr(atomic, "_renameat2", None)
+    model = small_cnn((12, 12, 1), 3, filters=(2, 3), dense=4)
+    path = export_serving(model, tmp_path / "model")
+    path = export_serving(model, tmp_path / "model")  # replaces its own link
+    assert os.path.islink(path)
+    served = tf.saved_model.load(str(path))
+    assert served.serve(tf.zeros((2, 12, 12, 1), tf.uint8))["label"].shape == (2,)
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "foreign")  # a link we did not make
+    with pytest.raises(FileExistsError, match="did not write"):
+        atomic_write(tmp_path / "foreign", _fill("1"))
+
+
+def test_serve_answers_an_empty_batch_with_empty_results(exported):
     import tensorflow as tf
 
     _, path = exported
     served = tf.saved_model.load(str(path))
-    with pytest.raises(tf.errors.InvalidArgumentError, match="empty batch"):
-        served.serve(tf.zeros((0, 16, 16, 1), tf.uint8))
+    for signature, dtype in ((served.serve, tf.uint8), (served.serve_float, tf.float32)):
+        out = signature(tf.zeros((0, 16, 16, 1), dtype))
+        assert out["probabilities"].shape == (0, 4) and out["label"].shape == (0,)
     assert served.serve(tf.zeros((1, 16, 16, 1), tf.uint8))["label"].shape == (1,)
+
+
+def test_exporting_a_training_wrapper_exports_the_model_it_wraps(tmp_path):
+    import tensorflow as tf
+
+    from kerastransfer.methods.bpa import BPAModel
+    from kerastransfer.methods.domain_adaptation import DANModel
+
+    net = small_cnn((12, 12, 1), 3, filters=(2, 3), dense=4)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 12, 12, 1)).astype("float32")
+    expected = net(images, training=False).numpy()
+    for wrapper in (BPAModel(net), DANModel(net, ["fc1"])):
+        path = export_serving(wrapper, tmp_path / type(wrapper).__name__)
+        served = tf.saved_model.load(str(path))
+        out = served.serve_float(tf.constant(images))["probabilities"].numpy()
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_a_subclassed_model_without_an_input_shape_is_named(tmp_path):
+    class Plain(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="has none. Export the functional model it wraps"):
+        export_serving(Plain(name="plain"), tmp_path / "x")
 
 
 # ---- ONNX and LiteRT -------------------------------------------------------------------------
@@ -205,3 +317,29 @@ def test_a_layer_a_format_cannot_hold_is_named(tmp_path, fmt):
     with pytest.raises(ValueError, match=r"layer 'python_callback' \(_PythonOp\)"):
         export_serving(model, tmp_path / "x", formats=("saved_model", fmt))
     assert not os.path.exists(tmp_path / "x")  # nothing half-written
+
+
+def test_bad_export_arguments_and_unreadable_exports_are_named(tmp_path, exported):
+    from kerastransfer.export import load_predictor
+
+    model = small_cnn((12, 12, 1), 3, filters=(2, 3), dense=4)
+    with pytest.raises(ValueError, match=r"`raw_shape` must be .*positive integers or None"):
+        export_serving(model, tmp_path / "a", raw_shape=(-1, 12, 1))
+    binary = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(1, "sigmoid")]
+    )
+    with pytest.raises(ValueError, match=r"2 or more classes.*Dense\(2, activation='softmax'\)"):
+        export_serving(binary, tmp_path / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FileExistsError, match=r"inside '.*file', which is a file"):
+        export_serving(model, tmp_path / "file" / "export")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no SavedModel"):
+        load_predictor(tmp_path / "empty")
+    (tmp_path / "model.tflite").write_text("garbage")
+    with pytest.raises(ValueError, match=r"Cannot read .*model.tflite' as a LiteRT.*again"):
+        load_predictor(tmp_path / "model.tflite")
+    predictor = load_predictor(exported[1])
+    images = np.full((2, 16, 16, 1), np.nan, np.float32)
+    with pytest.raises(ValueError, match=r"`images` must be finite.*images \[0, 1\]"):
+        predictor(images)

@@ -1,6 +1,8 @@
 """Canaries for `kerastransfer._internals`: each test fails when the pinned Keras, TensorFlow or
 keras-tuner changes the private part that one function of it reads."""
 
+import json
+import os
 import pathlib
 import re
 import zipfile
@@ -20,7 +22,9 @@ from kerastransfer._internals import (
     loss_tracker,
     nodes_by_depth,
     producing_layer,
+    set_initial_epoch,
     tuner_checkpoint_path,
+    write_tuner_state_atomically,
 )
 
 PACKAGE = pathlib.Path(_internals.__file__).parent
@@ -187,3 +191,39 @@ def test_keras_archive_problem(tmp_path):
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("model.weights.h5", b"")
     assert keras_archive_problem(str(other)) == "the zip archive has no config.json"
+
+
+def test_set_initial_epoch():
+    class Resume(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            set_initial_epoch(self.model, 2)
+
+    model = _mlp()
+    model.compile("sgd", "mse")
+    history = model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=4, verbose=0, callbacks=[Resume()])
+    assert history.epoch == [2, 3]  # fit continued at the epoch the callback set
+    set_initial_epoch(model, None)
+    assert model.fit(np.ones((4, 4)), np.ones((4, 2)), epochs=1, verbose=0).epoch == [0]
+
+
+def test_write_tuner_state_atomically(tmp_path, monkeypatch):
+    keras_tuner = pytest.importorskip("keras_tuner")
+    write_tuner_state_atomically()
+    oracle = keras_tuner.oracles.RandomSearchOracle(keras_tuner.Objective("loss", "min"), 3, seed=3)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.save()  # the oracle, as the tuner saves it, goes through the replaced writer
+    path = tmp_path / "p" / "oracle.json"
+    before = path.read_text()
+    assert json.loads(before)["seed"] == 3
+    oracle.seed = 5
+
+    def killed(*args):  # the kill comes after the new state is written, before the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        oracle.save()
+    assert path.read_text() == before  # the old state is whole
+    monkeypatch.undo()
+    oracle.save()
+    assert json.loads(path.read_text())["seed"] == 5

@@ -250,3 +250,19 @@ def test_head_and_freezing_arguments_are_checked():
         surgery.replace_head(tiny(), 2, hidden=(16, 0))
     with pytest.raises(ValueError, match="between 0 and 4 .* Received: 1.5"):
         surgery.freeze_bottom_levels(tiny(), 1.5)
+
+
+def test_wrong_types_are_named():
+    with pytest.raises(
+        TypeError, match=r"`model` must be a keras.Model. Received: str.*load_source"
+    ):
+        surgery.cut_at("model.keras", "conv1")
+    with pytest.raises(TypeError, match="`model` must be a keras.Model"):
+        surgery.freeze_bottom_levels("model.keras", 1)
+    with pytest.raises(TypeError, match=r"named by a string. Received: 3 \(int\)"):
+        surgery.cut_at(tiny(), 3)
+    with pytest.raises(ValueError, match=r"`hidden` must be a list.*e.g. \[256\]"):
+        surgery.replace_head(tiny(), 3, hidden=5)
+    with pytest.raises(ValueError, match=r"`dropout` must be in \[0, 1\). Received: '0.5'"):
+        surgery.replace_head(tiny(), 3, dropout="0.5")
+    assert surgery.replace_head(tiny(), 3, dropout=np.float32(0.5)).output_shape == (None, 3)

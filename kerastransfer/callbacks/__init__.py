@@ -1,5 +1,8 @@
 """Callbacks for `model.fit` that work with any transfer method.
 
+- `BackupAndRestore` (`backup_and_restore.py`): resume `fit` after a kill, exactly, from backups
+  a kill cannot break.
+- `EpochSeeding` (`epoch_seeding.py`): epoch e reads epoch e's batches, whatever ran before.
 - `GradualUnfreezing` (`gradual_unfreezing.py`): one more level trainable every k epochs, top down.
 - `LRFinder`, `find_learning_rate` (`lr_finder.py`): the learning-rate range test.
 - `LearningRateLogger` (`learning_rate_logger.py`): each optimizer group's rate in the logs.
@@ -11,6 +14,8 @@ A method's own callback lives with its method: `GammaRefresh` is in `kerastransf
 
 import warnings
 
+from kerastransfer.callbacks.backup_and_restore import BackupAndRestore
+from kerastransfer.callbacks.epoch_seeding import EpochSeeding
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger
 from kerastransfer.callbacks.lr_finder import LRFinder, find_learning_rate
@@ -31,6 +36,8 @@ def __getattr__(name):
 
 
 __all__ = [
+    "BackupAndRestore",
+    "EpochSeeding",
     "GradualUnfreezing",
     "LRFinder",
     "LearningRateLogger",

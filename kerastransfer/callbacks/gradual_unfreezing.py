@@ -16,10 +16,10 @@ built in the model's strategy scope; a full recompile would create the metrics' 
 the distributed train function, which the strategy refuses), with mixed precision (a
 `mixed_float16` model gets a `keras.optimizers.LossScaleOptimizer`, as `compile` gives it), and
 resumed runs (`initial_epoch`) get the schedule's state for their epoch.
-With `keras.callbacks.BackupAndRestore`, pass its folder as `backup_dir` (and put this callback
-first): a resumed run then unfreezes the levels of its last finished epoch before the backup is
-loaded, so the optimizer state saved with them (momenta, iteration count) is restored too;
-without it Keras skips loading an optimizer whose variable count changed.
+With `kerastransfer.callbacks.BackupAndRestore`, pass its folder as `backup_dir` (and put this
+callback first): a resumed run then unfreezes the levels of its last finished epoch before the
+backup is loaded, so the optimizer state saved with them (momenta, iteration count) is restored
+too; without it the optimizer's variables would not match the backup's.
 
 Normalization layers (BatchNormalization, ...) of an unfrozen level stay frozen by default
 (inference mode with the source statistics, the Keras fine-tuning guide's advice for small
@@ -42,6 +42,7 @@ Example:
 
 import keras
 
+from kerastransfer.callbacks.backup_and_restore import backed_up_epochs
 from kerastransfer.surgery import NORMALIZATION_LAYERS, weighted_levels
 
 
@@ -158,16 +159,3 @@ def carry_optimizer_state(old, new):
             v.assign(src)
             copied += 1
     return copied
-
-
-def backed_up_epochs(backup_dir):
-    """Epochs finished according to the training metadata `keras.callbacks.BackupAndRestore`
-    keeps in `backup_dir` (0 when there is none)."""
-    import json
-    import os
-
-    path = os.path.join(backup_dir, "training_metadata.json")
-    if not os.path.exists(path):
-        return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))

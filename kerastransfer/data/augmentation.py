@@ -15,6 +15,8 @@ import numbers
 import keras
 import tensorflow as tf
 
+from kerastransfer.data.epoch_order import seed_augmentation_by_epoch
+
 AUGMENTATIONS = ("flip", "crop", "translation", "rotation", "zoom", "contrast")
 
 # Digits and characters change class when mirrored (a flipped 2, 5 or 7 is no digit, or another
@@ -118,7 +120,9 @@ def augment_dataset(dataset, augmentation):
     """
     if augmentation is None:
         return dataset
-    return dataset.map(augment_batch(augmentation), num_parallel_calls=None)
+    dataset = dataset.map(augment_batch(augmentation), num_parallel_calls=None)
+    seed_augmentation_by_epoch(augmentation)  # built by the map's trace
+    return dataset
 
 
 class _Augmenter:

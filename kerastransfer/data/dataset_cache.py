@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from kerastransfer.data.epoch_order import shuffle_by_epoch
 from kerastransfer.data.records import ArrayRecords, FileRecords
 
 MANIFEST = "kerastransfer-cache.json"
@@ -105,5 +106,5 @@ class DatasetCache:
         ds = ds.cache("" if self.folder is None else self._filename(split, positions))
         if shuffle is not None:
             buffer = min(len(positions), SHUFFLE_BUFFER)
-            ds = ds.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
+            ds = shuffle_by_epoch(ds, buffer, shuffle)
         return ds.batch(batch_size, drop_remainder=drop_remainder)

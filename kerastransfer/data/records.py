@@ -13,12 +13,14 @@ examples a caller asks for, by `take`):
 `pipeline(positions, ...)` gives batches of `(float32 images of image_shape in [0, 255], int64
 labels)`; `shuffle` is a seed (or None): positions are shuffled in full (an index costs bytes per
 example), except for tensorflow-datasets, which streams in record order through a bounded buffer.
+Pass e of a shuffled pipeline is ordered by `(seed, e)` alone (`epoch_order`).
 """
 
 import numpy as np
 import tensorflow as tf
 
 from kerastransfer.data.convert import to_image_shape
+from kerastransfer.data.epoch_order import shuffle_by_epoch, shuffled_indices
 from kerastransfer.data.image_decoding import (
     check_readable,
     decode_to_shape,
@@ -31,10 +33,11 @@ TFDS_SHUFFLE_BUFFER = 1024  # encoded examples held by a tensorflow-datasets shu
 
 
 def _order(positions, shuffle):
-    ds = tf.data.Dataset.from_tensor_slices(np.asarray(positions, np.int64))
-    if shuffle is not None:
-        ds = ds.shuffle(len(positions), seed=shuffle, reshuffle_each_iteration=True)
-    return ds
+    positions = np.asarray(positions, np.int64)
+    if shuffle is None:
+        return tf.data.Dataset.from_tensor_slices(positions)
+    positions = tf.constant(positions)
+    return shuffled_indices(len(positions), shuffle).map(lambda i: tf.gather(positions, i))
 
 
 def _take(records, positions, image_shape, resize):
@@ -168,7 +171,7 @@ class TfdsRecords(_EncodedRecords):
         ds = self.encoded(np.sort(np.asarray(positions, np.int64)))
         if shuffle is not None:
             buffer = min(len(positions), TFDS_SHUFFLE_BUFFER)
-            ds = ds.shuffle(buffer, seed=shuffle, reshuffle_each_iteration=True)
+            ds = shuffle_by_epoch(ds, buffer, shuffle)
         return ds
 
     def encoded(self, positions, read=True):

@@ -8,6 +8,7 @@ ONNX and LiteRT files take float pixels in [0, 255] at the model's input size: i
 converted to it (channels, then size) as `export_serving` records in the folder's marker file.
 """
 
+import contextlib
 import json
 import os
 
@@ -47,11 +48,21 @@ class Predictor:
             self.format = "saved_model"
             import tensorflow as tf
 
-            self._served = tf.saved_model.load(folder)
+            if not os.path.isfile(os.path.join(folder, "saved_model.pb")):
+                raise FileNotFoundError(
+                    f"'{folder}' holds no SavedModel (no saved_model.pb): give a folder written "
+                    "by `export_serving` (or `kerastransfer fit --export`), or its model.onnx / "
+                    "model.tflite file."
+                )
+            with _unreadable(path, "a SavedModel"):
+                self._served = tf.saved_model.load(folder)
         elif path.endswith(".onnx"):
             self.format = "onnx"
             onnxruntime = require("onnxruntime", "Running an ONNX export")
-            self._session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            with _unreadable(path, "an ONNX model"):
+                self._session = onnxruntime.InferenceSession(
+                    path, providers=["CPUExecutionProvider"]
+                )
             shape = self._session.get_inputs()[0].shape
             self.image_shape = self.image_shape or tuple(shape[1:])
         elif path.endswith(".tflite"):
@@ -62,7 +73,8 @@ class Predictor:
                 import tensorflow as tf
 
                 Interpreter = tf.lite.Interpreter
-            self._interpreter = Interpreter(model_path=path)
+            with _unreadable(path, "a LiteRT (.tflite) model"):
+                self._interpreter = Interpreter(model_path=path)
             detail = self._interpreter.get_input_details()[0]
             self.image_shape = self.image_shape or tuple(int(d) for d in detail["shape"][1:])
         else:
@@ -83,6 +95,14 @@ class Predictor:
         if images.ndim != 4 or len(images) == 0:
             raise ValueError(
                 f"`images` must be a non-empty batch (N, H, W, C). Received shape {images.shape}."
+            )
+        if not (np.issubdtype(images.dtype, np.number) or images.dtype == bool):
+            raise TypeError(f"`images` must be numbers. Received: dtype {images.dtype}.")
+        if np.issubdtype(images.dtype, np.floating) and not np.isfinite(images).all():
+            bad = np.flatnonzero(~np.isfinite(images.reshape(len(images), -1)).all(axis=1))
+            raise ValueError(
+                f"`images` must be finite pixels in [0, 255]. Received: NaN or infinite values in "
+                f"images {bad[:5].tolist()}. Drop or repair them."
             )
         if self.format == "saved_model":
             import tensorflow as tf
@@ -112,6 +132,19 @@ class Predictor:
         top = np.argmax(probabilities, axis=-1)
         names = self.class_names or [str(i) for i in range(probabilities.shape[-1])]
         return [names[i] for i in top]
+
+
+@contextlib.contextmanager
+def _unreadable(path, what):
+    """Re-raises a runtime's failure to open `path` as one line that names the file."""
+    try:
+        yield
+    except Exception as error:  # each runtime has its own exception types
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise ValueError(
+            f"Cannot read '{path}' as {what} ({reason}): the file is truncated, corrupt or of "
+            "another format. Export the model again (`export_serving`)."
+        ) from None
 
 
 def load_predictor(path):

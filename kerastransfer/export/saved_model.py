@@ -3,8 +3,8 @@
 `export_serving` wraps a classifier (probability outputs) with its input conversion, so the
 SavedModel accepts raw `uint8` images at the dataset's native size (or any size), converts
 channels and resizes inside the graph, and returns `probabilities` and the top `label`. A
-`serve_float` signature takes float pixels in [0, 255]. An empty batch fails with a clear
-`InvalidArgumentError` instead of returning nothing.
+`serve_float` signature takes float pixels in [0, 255]. An empty batch returns empty results
+(`probabilities` of shape `(0, classes)`, `label` of shape `(0,)`).
 
 The same folder can hold the model in ONNX (`model.onnx`, run by onnxruntime) and LiteRT
 (`model.tflite`, run by the TensorFlow Lite interpreter), written by Keras's own
@@ -25,6 +25,7 @@ Example:
 (['label', 'probabilities'], TensorShape([2]))
 """
 
+import numbers
 import os
 
 import keras
@@ -44,7 +45,9 @@ def export_serving(
 
     Args:
         model: a Keras classifier whose output is class probabilities, taking images in
-            [0, 255] of shape `model.input_shape[1:]`.
+            [0, 255] of shape `model.input_shape[1:]`. A training wrapper (`BPAModel`,
+            `DANModel`, `DANNModel`) is exported as the model it serves with (its
+            `serving_model`: the wrapped network).
         path: destination folder; replaced atomically if it is a previous export of ours.
         raw_shape: (height, width, channels) of the raw images the signature takes; height and
             width may be None for any size. Default: the model's input shape.
@@ -55,15 +58,35 @@ def export_serving(
     Returns:
         The destination path.
     """
-    image_shape = tuple(model.input_shape[1:])
+    model = getattr(model, "serving_model", model)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: {type(model).__name__}")
+    try:
+        input_shape = model.input_shape
+    except AttributeError:  # a subclassed model never called on a `keras.Input`
+        raise ValueError(
+            f"`model` must have a known input shape; model '{model.name}' "
+            f"({type(model).__name__}) is subclassed and has none. Export the functional model "
+            "it wraps, or build it with `keras.Input`."
+        ) from None
+    if not isinstance(input_shape, tuple) or not input_shape or isinstance(input_shape[0], tuple):
+        raise ValueError(
+            "export_serving needs a model with one image input (height, width, channels). "
+            f"Received input shape {input_shape}."
+        )
+    image_shape = tuple(input_shape[1:])
     if len(image_shape) != 3 or None in image_shape:
         raise ValueError(
             f"export_serving needs a model with a fixed image input (height, width, channels). "
-            f"Received input shape {model.input_shape}."
+            f"Received input shape {input_shape}."
         )
     raw_shape = tuple(raw_shape or image_shape)
-    if len(raw_shape) != 3 or raw_shape[2] not in (1, 3):
-        raise ValueError(f"`raw_shape` must be (height, width, 1 or 3). Received: {raw_shape}")
+    sizes_ok = all(d is None or (isinstance(d, numbers.Integral) and d >= 1) for d in raw_shape[:2])
+    if len(raw_shape) != 3 or raw_shape[2] not in (1, 3) or not sizes_ok:
+        raise ValueError(
+            "`raw_shape` must be (height, width, 1 or 3), height and width positive integers "
+            f"or None (any size). Received: {raw_shape}"
+        )
     if isinstance(formats, str):
         formats = (formats,)
     unknown = [f for f in formats if f not in FORMATS]
@@ -71,7 +94,19 @@ def export_serving(
         raise ValueError(f"`formats` must be among {FORMATS}. Received: {list(formats)}")
     for fmt in formats:
         require_converter(fmt)  # before any work: a missing extra fails first
-    num_classes = int(model.output_shape[-1])
+    output_shape = model.output_shape
+    if not isinstance(output_shape, tuple) or len(output_shape) != 2 or output_shape[1] is None:
+        raise ValueError(
+            "`model` must have one output of class probabilities, shape (batch, classes). "
+            f"Received output shape {output_shape}."
+        )
+    num_classes = int(output_shape[-1])
+    if num_classes < 2:
+        raise ValueError(
+            "`model` must output the probabilities of 2 or more classes (the export's `label` is "
+            "their argmax, always 0 for a single unit). Received output shape "
+            f"{output_shape}. End a binary classifier with Dense(2, activation='softmax')."
+        )
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(
             f"`class_names` must name the model's {num_classes} classes. "
@@ -80,15 +115,18 @@ def export_serving(
     if resize not in ("resize", "pad"):
         raise ValueError(f"`resize` must be 'resize' or 'pad'. Received: {resize!r}")
 
-    def predict(images):
-        check = tf.debugging.assert_positive(
-            tf.shape(images)[0],
-            message="`images` is an empty batch: `serve` needs at least one image",
-        )
-        with tf.control_dependencies([check]):
-            images = tf.identity(images)
+    def classify(images):
         probabilities = model(to_image_shape(images, image_shape, resize), training=False)
-        probabilities = tf.cast(probabilities, tf.float32)
+        return tf.cast(probabilities, tf.float32)
+
+    def predict(images):
+        # An empty batch never reaches the model (some kernels, BatchNormalization's among
+        # them, fail on zero images): it gets zero rows of probabilities and labels.
+        probabilities = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: classify(images),
+            lambda: tf.zeros((0, num_classes), tf.float32),
+        )
         return {"probabilities": probabilities, "label": tf.argmax(probabilities, axis=-1)}
 
     archive = keras.export.ExportArchive()

@@ -15,6 +15,8 @@ Example:
 
 import argparse
 import dataclasses
+import difflib
+import math
 
 from kerastransfer.fine_tuning.devices import PRECISIONS
 from kerastransfer.fine_tuning.fine_tune_config import METHODS, FineTuneConfig
@@ -59,14 +61,34 @@ def fraction(low_open=False, high_open=True):
 
 
 def positive_float(text):
-    """argparse type: a number > 0."""
+    """argparse type: a finite number > 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
+    if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def augment_names(text):
+    """argparse type of `--augment`: auto, none, a preset or comma-separated augmentation names
+    (checked here, before any data is read; `load_dataset` takes the text as is)."""
+    from kerastransfer.data.augmentation import AUGMENTATION_PRESETS, AUGMENTATIONS
+
+    known = (*AUGMENTATIONS, *AUGMENTATION_PRESETS)
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if text.strip().lower() in ("auto", "none") or (names and all(n in known for n in names)):
+        return text
+    hints = []
+    for name in (n for n in names if n not in known):
+        close = difflib.get_close_matches(name, (*known, "auto"))
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise argparse.ArgumentTypeError(
+        f"expected auto, none, a preset ({', '.join(AUGMENTATION_PRESETS)}) or comma-separated "
+        f"names from {', '.join(AUGMENTATIONS)}, got {text!r}"
+        + (f"; unknown: {', '.join(hints)}" if hints else "")
+    )
 
 
 def _rate_or_find(text):
@@ -131,6 +153,7 @@ def add_fit_flags(parser):
     )
     parser.add_argument(
         "--augment",
+        type=augment_names,
         default=None,
         help="training augmentation: auto (by kind of data: no flips for digits), digits, "
         "photos, or names such as flip,rotation",

@@ -2,12 +2,13 @@
 `train_transfer_model` (warm-up, then the method, then the evaluation)."""
 
 import math
-import os
 import time
 
 import keras
 import numpy as np
 
+from kerastransfer.callbacks.backup_and_restore import BackupAndRestore, backed_up_epochs
+from kerastransfer.callbacks.epoch_seeding import EpochSeeding
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
 from kerastransfer.fine_tuning.fine_tune_config import FineTuneConfig
@@ -42,7 +43,7 @@ def load_data(data, **load_args):
 
 def transfer_optimizer(method, model, head, imported, learning_rate, imported_rate, groups):
     """The per-layer optimizer map of `method` (Adam at `learning_rate` for the new layers)."""
-    base = keras.optimizers.Adam(learning_rate)
+    base = keras.optimizers.Adam(learning_rate, name="new_layers")  # a key stable across runs
     trainable = {ly.name for ly in iter_layers(model) if ly.trainable and ly.weights}
     # gradual: every imported layer gets its group now, before the callback unfreezes it
     names = list(imported) if method == "gradual" else [n for n in imported if n in trainable]
@@ -114,7 +115,7 @@ def train_transfer_model(
     method = config.effective_method
     imported = list(report.imported)
     new_layers = [ly.name for ly in iter_layers(model) if ly.weights and ly.name not in imported]
-    resuming = backup_dir is not None and os.path.isdir(backup_dir) and os.listdir(backup_dir)
+    resuming = backup_dir is not None and backed_up_epochs(backup_dir) > 0
     start = time.perf_counter()
     warm_epochs = 0
     if config.warmup_epochs and not resuming:
@@ -130,18 +131,24 @@ def train_transfer_model(
         )
     warmup_s = time.perf_counter() - start
     frozen, body_levels = _freeze(model, body, new_layers, config)
-    train_model, found = _compile(model, head, imported, data, config, verbose)
-    steps = _callbacks(data, config, body_levels, backup_dir, log_dir, verbose)
+    # a resumed run takes the rate the range test chose from the backup (the optimizer's state)
+    train_model, found = _compile(model, head, imported, data, config, verbose, resuming)
+    steps = [*_callbacks(data, config, body_levels, backup_dir, log_dir, verbose), *callbacks]
+    if backup_dir:  # last: it saves what the others did in the epoch, early stopping's state too
+        stop = next(c for c in steps if isinstance(c, keras.callbacks.EarlyStopping))
+        steps.append(BackupAndRestore(backup_dir, track=[stop]))
     start = time.perf_counter()
     history = train_model.fit(
         data.train,
         validation_data=data.validation,
         epochs=config.epochs,
-        callbacks=[*steps, *callbacks],
+        callbacks=steps,
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles every epoch itself
     )
     fine_tune_s = time.perf_counter() - start
+    if found is None and config.learning_rate == "find":  # resumed: the backup's choice
+        found = _learning_rate(train_model)
     groups = describe_groups(train_model.optimizer, model)
     val_losses = history.history.get("val_loss", [])
     use_bpa = method == "bpa" or config.bpa
@@ -184,7 +191,7 @@ def _freeze(model, body, new_layers, config):
     return frozen, body_levels
 
 
-def _compile(model, head, imported, data, config, verbose):
+def _compile(model, head, imported, data, config, verbose, resuming=False):
     """The training model (a `BPAModel` around `model` with BPA) compiled with the method's
     optimizer map; with `learning_rate="find"` the range test sets the rate. Returns (training
     model, the rate found or None)."""
@@ -206,14 +213,14 @@ def _compile(model, head, imported, data, config, verbose):
 
         train_model = BPAModel(model, gamma=config.gamma)
     train_model.compile(optimizer, LOSS, metrics=["accuracy"])
-    if not find:
+    if not find or resuming:
         return train_model, None
     # the range test on the warmed-up model; every group keeps its ratio to the top
     from kerastransfer.callbacks.lr_finder import find_learning_rate
 
     finder = find_learning_rate(train_model, data.train, min_lr=1e-7, max_lr=1e-1, steps=100)
-    found = finder.suggestion()
-    train_model.optimizer.learning_rate = found
+    train_model.optimizer.learning_rate = finder.suggestion()
+    found = _learning_rate(train_model)  # as the optimizer holds it (float32)
     if verbose:
         print(
             f"LR finder: suggested learning rate {found:.3g} "
@@ -222,10 +229,14 @@ def _compile(model, head, imported, data, config, verbose):
     return train_model, found
 
 
+def _learning_rate(model):
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
 def _callbacks(data, config, body_levels, backup_dir, log_dir, verbose):
-    """Gamma refresh (BPA), unfreezing (gradual), rate logging, early stopping, TensorBoard and
-    BackupAndRestore, in that order."""
-    steps = []
+    """Epoch seeding, Gamma refresh (BPA), unfreezing (gradual), rate logging, early stopping
+    and TensorBoard, in that order (`BackupAndRestore` comes last, after the caller's)."""
+    steps = [EpochSeeding()]
     if config.effective_method == "bpa" or config.bpa:
         from kerastransfer.methods.bpa import GammaRefresh
 
@@ -247,8 +258,6 @@ def _callbacks(data, config, body_levels, backup_dir, log_dir, verbose):
     )
     if log_dir:
         steps.append(keras.callbacks.TensorBoard(log_dir))
-    if backup_dir:
-        steps.append(keras.callbacks.BackupAndRestore(backup_dir))
     return steps
 
 

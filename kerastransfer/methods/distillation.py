@@ -47,9 +47,32 @@ import numbers
 import keras
 from keras import ops
 
+from kerastransfer import input_checks
 from kerastransfer._internals import producing_layer
 
-__all__ = ["DenseLogits", "logits_model", "soft_targets", "build_distiller"]
+__all__ = ["CheckedDistiller", "DenseLogits", "logits_model", "soft_targets", "build_distiller"]
+
+
+@keras.saving.register_keras_serializable(package="kerastransfer")
+class CheckedDistiller(keras.distillation.Distiller):
+    """`keras.distillation.Distiller` whose `fit` and `evaluate` check the data first against
+    the student (input shape, labels in `0..C-1`: arrays whole, a dataset by its element spec);
+    a label out of range in a dataset's batch raises a one-line error (on a CPU; a GPU's sparse
+    cross-entropy gives NaN instead)."""
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        classes = input_checks.output_classes(self.student)
+        input_checks.check_fit_data(
+            self.student, x, y, num_classes=classes, validation_data=kwargs.get("validation_data")
+        )
+        with input_checks.readable_step_errors(classes):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        classes = input_checks.output_classes(self.student)
+        input_checks.check_fit_data(self.student, x, y, num_classes=classes)
+        with input_checks.readable_step_errors(classes):
+            return super().evaluate(x, y, *args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerastransfer")
@@ -189,7 +212,8 @@ def build_distiller(
     optimizer="adam",
     metrics=("accuracy",),
 ):
-    """A compiled `keras.distillation.Distiller` for probability (softmax) teacher and student.
+    """A compiled `keras.distillation.Distiller` for probability (softmax) teacher and student
+    (a `CheckedDistiller`: its `fit` checks the data first).
 
     Both models are seen through `logits_model`; the distillation term is
     `keras.distillation.LogitsDistillation(temperature, keras.losses.KLDivergence())` (softened
@@ -239,7 +263,7 @@ def build_distiller(
             f"same batches. Build the student with input_shape={t_input} (or load the data "
             "at that shape and give both models that input)."
         )
-    distiller = keras.distillation.Distiller(
+    distiller = CheckedDistiller(
         teacher=logits_model(teacher),
         student=logits_model(student),
         # A KLDivergence *instance*, not the string: Keras 3.15's LogitsDistillation softmaxes the

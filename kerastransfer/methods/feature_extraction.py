@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer import input_checks
 from kerastransfer.pretrained import (
     CAFFE_MODE,
     application_builder,
@@ -182,6 +183,15 @@ def stream_features(extractor, datasets):
         datasets: a dict of name -> batched dataset of (images, labels), each read once, e.g.
             `{"train": data.train, "validation": data.validation}` of a `TransferData`.
     """
+    for name, dataset in datasets.items():  # all checked before any batch is read
+        what = "`dataset`" if list(datasets) == ["dataset"] else f"`datasets[{name!r}]`"
+        if not isinstance(dataset, tf.data.Dataset):
+            raise TypeError(
+                f"{what} must be a batched tf.data.Dataset of (images, labels). Received: "
+                f"{type(dataset).__name__}. Make one: `tf.data.Dataset.from_tensor_slices("
+                "(images, labels)).batch(256)`."
+            )
+        input_checks.check_dataset(extractor, dataset, what)
     features = tf.function(
         lambda x: tf.cast(extractor(x, training=False), tf.float32), reduce_retracing=True
     )
@@ -279,6 +289,9 @@ def fit_linear_classifier(
     """
     if patience is not None and (not isinstance(patience, int) or patience < 1):
         raise ValueError(f"`patience` must be a positive integer or None. Received: {patience!r}")
+    features, labels = _checked_features(features, labels, num_classes, "")
+    if validation is not None:
+        validation = _checked_features(*validation, num_classes, "validation ")
     model = linear_classifier(features.shape[1], num_classes, loss=loss, l2=l2, normalize=normalize)
     if loss == "hinge":  # SquaredHinge takes one-hot targets
         labels = keras.utils.to_categorical(labels, num_classes)
@@ -300,3 +313,21 @@ def fit_linear_classifier(
         verbose=verbose,
     )
     return model
+
+
+def _checked_features(features, labels, num_classes, which):
+    """NumPy `(features, labels)`, checked: 2-D finite features, one class id per row."""
+    features, labels = np.asarray(features), np.asarray(labels)
+    if features.ndim != 2 or len(features) == 0:
+        raise ValueError(
+            f"The {which}features must be a non-empty 2-D array (samples, features), as "
+            f"`extract_features` returns them. Received: shape {features.shape}."
+        )
+    if len(labels) != len(features):
+        raise ValueError(
+            f"The {which}labels must be one per feature row. Received: {len(features)} rows and "
+            f"{len(labels)} labels."
+        )
+    input_checks.check_finite(features.astype(np.float32), f"The {which}features")
+    input_checks.check_labels(labels, num_classes, f"The {which}labels")
+    return features, labels

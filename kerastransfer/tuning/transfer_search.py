@@ -4,7 +4,10 @@ Random search (`keras_tuner`'s random-search oracle; its first trial is the defa
 `kerastransfer fit`'s configuration) with the validation accuracy as objective. The
 results folder (`directory`) holds the oracle's state and every finished trial's weights: a
 search killed half way resumes from it and does not repeat finished trials (keras-tuner reloads
-them; a trial that was running when the process died runs again). The best configuration is
+them; a trial that was running when the process died runs again). Its state files and weights
+are written to a temporary file and renamed into place, so a kill never leaves one cut short; a
+results folder with an unreadable file stops the search with the file's path and the way out.
+The best configuration is
 printed as the `kerastransfer fit` command that reproduces it, and the best model can be
 exported. The resident memory (RSS) after each trial is recorded: a search must not grow from
 trial to trial (`keras.backend.clear_session()` runs before every build).
@@ -16,7 +19,7 @@ import time
 import keras
 
 from kerastransfer._extras import require
-from kerastransfer._internals import tuner_checkpoint_path
+from kerastransfer._internals import tuner_checkpoint_path, write_tuner_state_atomically
 from kerastransfer.fine_tuning import FineTuneConfig
 from kerastransfer.fine_tuning.command_line import fit_command_line
 from kerastransfer.fine_tuning.one_call import source_and_data
@@ -50,6 +53,7 @@ class TransferSearch(keras_tuner.Tuner):
     recording RSS and live graphs after each trial (`rss_mb`, `graphs`)."""
 
     def __init__(self, hypermodel, *, max_trials=10, seed=0, **kwargs):
+        write_tuner_state_atomically()
         oracle = DefaultsFirstOracle(
             objective=keras_tuner.Objective("val_accuracy", "max"),
             max_trials=max_trials,
@@ -71,11 +75,27 @@ class TransferSearch(keras_tuner.Tuner):
                 model = self.hypermodel.build(hp)
                 metrics = self.hypermodel.fit(hp, model)
                 # where `load_model` (`get_best_models`) reads the trained weights back
-                model.save_weights(tuner_checkpoint_path(self, trial.trial_id))
+                path = tuner_checkpoint_path(self, trial.trial_id)
+                partial = path.removesuffix(".weights.h5") + ".partial.weights.h5"
+                model.save_weights(partial)
+                os.replace(partial, path)
                 del model
         finally:  # a failed trial is timed too (keras-tuner records it as failed)
             self.trial_seconds.append(time.perf_counter() - start)
         return metrics
+
+    def reload(self):
+        try:
+            super().reload()
+        except Exception as e:  # noqa: BLE001 - reported with the file that caused it
+            broken = _unreadable_json(self.project_dir)
+            if not broken:
+                raise
+            raise ValueError(
+                f"The search's results folder holds an unreadable file: {broken} ({e}). Delete "
+                f"{os.path.dirname(broken) if 'trial_' in broken else self.project_dir} to run "
+                "that part again, or pass another `directory`."
+            ) from None
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -93,6 +113,21 @@ class TransferSearch(keras_tuner.Tuner):
             )
 
     verbose_trials = True
+
+
+def _unreadable_json(folder):
+    import json
+
+    for root, _, files in sorted(os.walk(folder)):
+        for name in sorted(files):
+            if name.endswith(".json"):
+                path = os.path.join(root, name)
+                try:
+                    with open(path) as f:
+                        json.load(f)
+                except ValueError:
+                    return path
+    return None
 
 
 def fit_command(source, data, values, config=None, **choices):

@@ -98,24 +98,23 @@ def test_bpa_computes_gamma_during_fit(source):
 
 
 class _Crash(keras.callbacks.Callback):
-    """Dies at the end of epoch `at` (0-based), after BackupAndRestore saved it."""
+    """Dies at batch `batch` of epoch `epoch` (0-based), or at the end of that epoch (before
+    the epoch's backup: `BackupAndRestore` comes after the caller's callbacks)."""
 
-    def __init__(self, at):
+    def __init__(self, epoch, batch=None):
         super().__init__()
-        self.at = at
+        self.epoch, self.batch, self.now = epoch, batch, None
 
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.at:
+    def on_epoch_begin(self, epoch, logs=None):
+        self.now = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.now == self.epoch and batch == self.batch:
             raise RuntimeError("killed")
 
-
-def test_resumes_from_backup_dir(source, tmp_path):
-    backup = str(tmp_path / "backup")
-    with pytest.raises(RuntimeError, match="killed"):
-        _run(source, "discriminative", epochs=4, backup_dir=backup, callbacks=[_Crash(1)])
-    report = _run(source, "discriminative", epochs=4, backup_dir=backup).report
-    assert report.warmup_epochs == 0  # the restored weights hold the warmed-up head
-    assert len(report.history["loss"]) == 2  # epochs 3 and 4 only
+    def on_epoch_end(self, epoch, logs=None):
+        if self.batch is None and epoch == self.epoch:
+            raise RuntimeError("killed")
 
 
 class _Iterations(keras.callbacks.Callback):
@@ -127,32 +126,36 @@ class _Iterations(keras.callbacks.Callback):
         self.at_epoch_begin.append(int(self.model.optimizer.iterations))
 
 
-def test_gradual_resumes_from_backup_dir_with_the_levels_of_its_epoch(source, tmp_path):
-    """Killed after epoch 2 of 4: the resumed run starts at epoch 3 with the levels that epoch 3
-    has in an uninterrupted run, the restored weights and optimizer state, and trains the newly
-    unfrozen level."""
+# Killed between epochs and mid-epoch, resumed: the uninterrupted run's weights and report. The
+# range test's rate (discriminative, learning_rate="find"), Gamma (bpa), the unfrozen levels and
+# the optimizer state (gradual) and early stopping's state come back with the backup.
+RESUMES = [
+    ("discriminative", dict(learning_rate="find"), 2, None),
+    ("discriminative", dict(learning_rate="find"), 1, 2),
+    ("gradual", {}, 2, 1),
+    ("bpa", {}, 1, None),
+]
+
+
+@pytest.mark.parametrize("method,options,epoch,batch", RESUMES)
+def test_a_killed_run_resumes_to_the_uninterrupted_result(
+    source, tmp_path, method, options, epoch, batch
+):
+    options = dict(epochs=4, batch_size=16, patience=2, **options)
     steps = _Iterations()
-    whole = _run(source, "gradual", epochs=4, callbacks=[steps]).report
-    assert whole.history["trainable_levels"] == [1.0, 2.0, 3.0, 4.0]
+    whole = _run(source, method, callbacks=[steps], **options)
     backup = str(tmp_path / "backup")
     with pytest.raises(RuntimeError, match="killed"):
-        _run(source, "gradual", epochs=4, backup_dir=backup, callbacks=[_Crash(1)])
-    from kerastransfer.surgery import get_layer
-
-    saved = keras.saving.load_model(source)  # conv2 is imported and unfreezes at epoch 3
-    watch, resumed_steps = _Kernels(["conv1", "conv2", "fc1"]), _Iterations()
-    resumed = _run(
-        source, "gradual", epochs=4, backup_dir=backup, callbacks=[watch, resumed_steps]
-    ).report
-    assert resumed.warmup_epochs == 0
-    # the optimizer state of the unfrozen levels came back with the weights (Keras skips an
-    # optimizer whose variable count changed: this count would restart at 0)
-    assert resumed_steps.at_epoch_begin[0] == steps.at_epoch_begin[2] > 0
-    assert resumed.history["trainable_levels"] == whole.history["trainable_levels"][2:]
-    # fc1 trained before the kill: the restored weights are not the source's
-    assert not np.array_equal(watch.snaps[0]["fc1"], get_layer(saved, "fc1").get_weights()[0])
-    assert np.array_equal(watch.snaps[0]["conv2"], get_layer(saved, "conv2").get_weights()[0])
-    assert watch.moved("conv2") and watch.moved("fc1")
+        _run(source, method, backup_dir=backup, callbacks=[_Crash(epoch, batch)], **options)
+    resumed_steps = _Iterations()
+    resumed = _run(source, method, backup_dir=backup, callbacks=[resumed_steps], **options)
+    assert resumed.report.warmup_epochs == 0  # the restored weights hold the warmed-up head
+    # the optimizer state came back (a fresh optimizer would count from 0)
+    assert resumed_steps.at_epoch_begin[0] == steps.at_epoch_begin[epoch] > 0
+    for got, want in zip(resumed.model.get_weights(), whole.model.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    for key in ("history", "epochs", "best_epoch", "test_accuracy", "found_learning_rate"):
+        assert getattr(resumed.report, key) == getattr(whole.report, key), key
     assert not os.path.exists(backup) or not os.listdir(backup)  # a finished run cleans up
 
 

@@ -171,3 +171,13 @@ def test_mismatched_models_and_weights_are_clear_errors():
         build_distiller(
             teacher, small_cnn((16, 16, 1), 4, filters=(1, 2), dense=4), student_loss_weight=1.5
         )
+
+
+def test_fit_names_labels_out_of_range_and_wrong_image_sizes_before_training():
+    teacher = small_cnn((12, 12, 1), 3, filters=(2, 3), dense=4)
+    distiller = build_distiller(teacher, small_cnn((12, 12, 1), 3, filters=(1, 2), dense=4))
+    x = np.zeros((4, 12, 12, 1), "float32")
+    with pytest.raises(ValueError, match=r"^`y` must be class ids in 0..2.*labels \[3\]"):
+        distiller.fit(x, np.array([0, 1, 2, 3]), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^`x` must be of shape \(12, 12, 1\)"):
+        distiller.fit(np.zeros((4, 14, 14, 1), "float32"), np.zeros(4), epochs=1, verbose=0)

@@ -126,3 +126,28 @@ def test_a_linear_classifier_without_early_stopping_or_weight_decay():
     assert linear_classifier(5, 2).get_layer("scores").kernel_regularizer is not None
     with pytest.raises(ValueError, match="`patience` must be a positive integer or None"):
         fit_linear_classifier(x, y, 2, patience=0)
+
+
+def test_bad_datasets_and_features_are_named_before_any_graph_runs():
+    extractor = feature_extractor(small_cnn((12, 12, 1), 3, filters=(2, 3), dense=4), "fc1")
+    labels = np.arange(6) % 3
+    big = tf.data.Dataset.from_tensor_slices((np.zeros((6, 14, 14, 1), "float32"), labels))
+    with pytest.raises(ValueError, match=r"^The images of `dataset` must be of shape \(12, 12, 1"):
+        extract_features(extractor, big.batch(2))
+    with pytest.raises(ValueError, match=r"^`dataset` must yield \(images, labels\) batches"):
+        extract_features(extractor, tf.data.Dataset.from_tensor_slices(IMAGES).batch(2))
+    with pytest.raises(TypeError, match=r"must be a batched tf.data.Dataset.*from_tensor_slices"):
+        extract_features(extractor, (IMAGES, labels))
+    features = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    with pytest.raises(ValueError, match=r"labels must be class ids in 0..2.*labels \[3\]"):
+        fit_linear_classifier(features, labels + 1, 3, epochs=1, loss="hinge")
+    with pytest.raises(ValueError, match="non-empty 2-D array"):
+        fit_linear_classifier(features[:0], labels[:0], 3, epochs=1)
+    with pytest.raises(ValueError, match="non-empty 2-D array"):
+        fit_linear_classifier(features[:, 0], labels, 3, epochs=1)
+    nan = features.copy()
+    nan[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"features must be finite.*first: \[2\]"):
+        fit_linear_classifier(nan, labels, 3, epochs=1)
+    with pytest.raises(ValueError, match="validation labels must be class ids"):
+        fit_linear_classifier(features, labels, 3, epochs=1, validation=(features, labels + 5))

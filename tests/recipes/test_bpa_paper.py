@@ -1,5 +1,6 @@
 """Smoke run of recipes/bpa_paper.py (the paper's Tables 1-3) with tiny settings."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -99,6 +100,47 @@ def test_dataset_by_path_and_backup_dir_resume_without_redoing_runs(
     monkeypatch.setattr(recipe, "transfer", no_training)
     second = recipe.main(argv)
     assert second["results"] == first["results"]
+
+
+class Killed(Exception):
+    pass
+
+
+class _KillMidEpoch(keras.callbacks.Callback):
+    """Stops the run at the second batch of its second epoch, as a kill would."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 1:
+            raise Killed
+
+
+def test_a_run_killed_mid_epoch_and_resumed_prints_the_uninterrupted_table(
+    tmp_path, load_recipe, monkeypatch
+):
+    recipe = load_recipe("bpa_paper")
+    argv = TINY + ["--pairs", "usps:mnist", "--epochs", "3", "--saved-models", str(tmp_path)]
+    whole = recipe.main(argv)
+    argv += ["--backup-dir", str(tmp_path / "backup")]
+    fit = recipe.fit
+
+    def killed_in_bpa(model, data, **kwargs):  # the BPA run dies in its second epoch
+        if isinstance(model, recipe.BPAModel):
+            kwargs["callbacks"] = [*kwargs.get("callbacks", ()), _KillMidEpoch()]
+        return fit(model, data, **kwargs)
+
+    monkeypatch.setattr(recipe, "fit", killed_in_bpa)
+    with pytest.raises(Killed):
+        recipe.main(argv)
+    monkeypatch.undo()
+    resumed = recipe.main(argv)
+    assert resumed["table1"] == whole["table1"]
+    for a, b in zip(whole["results"], resumed["results"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {
+            k: v for k, v in b.items() if k != "seconds"
+        }
 
 
 @pytest.mark.slow  # 80 s; BPA on the nested MobileNetV2 itself: methods/bpa/test_nested_backbone.py

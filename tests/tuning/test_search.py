@@ -123,3 +123,17 @@ def test_trials_leave_nothing_behind_the_command_reproduces_and_the_best_is_expo
         assert main(line.split()[1:]) == 0
         report = capsys.readouterr().out
         assert f"validation {100 * trial.score:.2f}%" in report, (line, report, trial.score)
+
+
+def test_a_results_folder_with_a_broken_file_stops_with_its_path(source, tmp_path):
+    from kerastransfer.tuning import search
+
+    options = dict(source=source, trials=1, directory=str(tmp_path), epochs=1, verbose=0)
+    options.update(warmup_epochs=1, samples_per_class=2)
+    search("embedded:usps", **options)
+    (project,) = os.listdir(tmp_path)
+    assert not [n for n in os.listdir(tmp_path / project) if "partial" in n]  # renamed in place
+    oracle = tmp_path / project / "oracle.json"
+    oracle.write_text(oracle.read_text()[:20])  # cut short, as a disk error would
+    with pytest.raises(ValueError, match=r"unreadable file: .*oracle\.json .*Delete"):
+        search("embedded:usps", **options)

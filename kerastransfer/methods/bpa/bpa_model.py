@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer import input_checks
 from kerastransfer._internals import loss_tracker
 from kerastransfer.methods.bpa import dempster_shafer, filter_costs
 from kerastransfer.methods.bpa import split_layers as splits
@@ -125,6 +126,12 @@ class BPAModel(keras.Model):
     def call(self, inputs, training=None):
         return self.network(inputs, training=training)
 
+    @property
+    def serving_model(self):
+        """The model to serve (`export_serving`): the wrapped network, whose weights training
+        updates; BPA changes how it is trained, not what it computes."""
+        return self.network
+
     # -- Gamma state ---------------------------------------------------------------------------
 
     @property
@@ -202,9 +209,29 @@ class BPAModel(keras.Model):
         """Multiplies each filter's gradients by its Gamma; others pass unchanged."""
         return self._scales(gradients, variables)
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first against the wrapped model (arrays
+        whole: shape, finite, labels in `0..C-1`; a dataset by its element spec). A label out of
+        range in a dataset's batch, or a NaN/inf loss, raises a one-line `ValueError` instead
+        of TensorFlow's graph error."""
+        classes = input_checks.output_classes(self.network)
+        input_checks.check_fit_data(
+            self.network, x, y, num_classes=classes, validation_data=kwargs.get("validation_data")
+        )
+        with input_checks.readable_step_errors(classes, NONFINITE_LOSS):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first, as in `fit`."""
+        classes = input_checks.output_classes(self.network)
+        input_checks.check_fit_data(self.network, x, y, num_classes=classes)
+        with input_checks.readable_step_errors(classes):
+            return super().evaluate(x, y, *args, **kwargs)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x = assert_finite_inputs(x, NONFINITE_LOSS)
+        y = input_checks.assert_labels_in_range(y, input_checks.output_classes(self.network))
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(

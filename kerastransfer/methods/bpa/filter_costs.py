@@ -20,6 +20,7 @@ Example:
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer import input_checks
 from kerastransfer.methods.bpa import dempster_shafer
 from kerastransfer.methods.bpa.base_probe import NONFINITE_SCORES
 from kerastransfer.methods.bpa.probing import filter_probe
@@ -68,6 +69,15 @@ def is_transfer_data(data):
 def as_dataset(data, batch_size=256):
     """A batched `tf.data.Dataset` of `(x, y)` from a dataset or an `(x, y)` tuple of arrays."""
     if isinstance(data, tf.data.Dataset):
+        # Checked here, in Python: inside `map` the message would sit deep in a trace.
+        _, y_spec = input_checks.split_spec(data, "The labelled set for Gamma")
+        if y_spec is None:
+            raise ValueError(
+                "The labelled set for Gamma must yield (images, labels) batches; it yields "
+                f"images only ({data.element_spec}). Gamma counts each filter's confusions "
+                "against the labels: pass `tf.data.Dataset.from_tensor_slices((images, "
+                "labels)).batch(32)`, an (images, labels) tuple, or the `TransferData`."
+            )
         return data.map(_drop_sample_weight)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return tf.data.Dataset.from_tensor_slices(tuple(data)).batch(batch_size)
@@ -80,9 +90,27 @@ def as_dataset(data, batch_size=256):
 def _drop_sample_weight(*batch):
     if len(batch) == 1 and isinstance(batch[0], (tuple, list)):
         batch = tuple(batch[0])
-    if len(batch) < 2:
-        raise ValueError("The labelled set for Gamma must yield (x, y) batches with labels.")
-    return batch[0], batch[1]
+    return batch[0], batch[1]  # labels present: checked by `as_dataset`
+
+
+def _check_set(probes, dataset):
+    """The images' shape of the labelled set against the model, before any pass is traced."""
+    if probes:
+        x_spec, _ = input_checks.split_spec(dataset)
+        if isinstance(x_spec, tf.TensorSpec):
+            input_checks.check_images(
+                probes[0].model, x_spec.shape, "The images of the labelled set for Gamma"
+            )
+
+
+def _check_batch_labels(probes, strategy, y):
+    """The labels of one batch, in Python: `tf.one_hot` would count one out of range as no
+    class at all, silently."""
+    if probes:
+        for part in strategy.experimental_local_results(y):
+            input_checks.check_labels(
+                part.numpy(), probes[0].num_classes, "The labels of the labelled set for Gamma"
+            )
 
 
 def filter_confusions(probes, data, strategy=None, batch_size=256):
@@ -101,6 +129,7 @@ def filter_confusions(probes, data, strategy=None, batch_size=256):
     """
     strategy = strategy or tf.distribute.get_strategy()
     dataset = as_dataset(labelled_set(data), batch_size)
+    _check_set(probes, dataset)
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(
         strategy, tf.distribute.MultiWorkerMirroredStrategy
     )
@@ -113,6 +142,7 @@ def filter_confusions(probes, data, strategy=None, batch_size=256):
         if distributed:
             dataset = strategy.experimental_distribute_dataset(dataset)
             for x, y in dataset:
+                _check_batch_labels(probes, strategy, y)
                 per_replica = strategy.run(step, args=(x, y))
                 counts = [
                     strategy.reduce(tf.distribute.ReduceOp.SUM, c, axis=None) for c in per_replica
@@ -121,6 +151,7 @@ def filter_confusions(probes, data, strategy=None, batch_size=256):
                     total += c.numpy()
         else:
             for x, y in dataset:
+                _check_batch_labels(probes, strategy, y)
                 for total, c in zip(totals, step(x, y)):
                     total += c.numpy()
     except tf.errors.InvalidArgumentError as error:

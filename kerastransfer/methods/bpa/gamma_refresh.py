@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer import input_checks
 from kerastransfer.methods.bpa import filter_costs
 from kerastransfer.methods.bpa.sampling import first_batch_size, stratified_sample
 
@@ -138,8 +139,30 @@ class GammaRefresh(keras.callbacks.Callback):
                 "`BPAModel(model, split_layers=...)`."
             )
 
+    def _check_data(self):
+        """The set against the model, before the first step: images' shape, labels present and
+        in range (arrays whole; a dataset by its element spec, its labels batch by batch as
+        Gamma reads them)."""
+        network = getattr(self.model, "network", None)
+        if network is None:
+            return
+        classes = input_checks.output_classes(network)
+        data = filter_costs.labelled_set(self.data, self.subset)
+        if isinstance(data, tf.data.Dataset):
+            filter_costs.as_dataset(data)  # labels present
+            input_checks.check_dataset(network, data, "GammaRefresh's `data`", num_classes=classes)
+        elif isinstance(data, (tuple, list)) and len(data) == 2:
+            input_checks.check_fit_data(
+                network,
+                *data,
+                num_classes=classes,
+                what="The images of GammaRefresh's `data`",
+                labels_what="The labels of GammaRefresh's `data`",
+            )
+
     def on_train_begin(self, logs=None):
         self._check_model()
+        self._check_data()
         self._first_epoch = True
         if self._writer is None and self.log_dir is not None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))

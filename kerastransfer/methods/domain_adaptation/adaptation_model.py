@@ -17,7 +17,10 @@ domains, is refused with an error.
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+from kerastransfer import input_checks
 
 PACKAGE = "kerastransfer"
 
@@ -104,6 +107,12 @@ class DomainAdaptationModel(keras.Model):
         """Nothing to build: the classifier and the subclass's layers are built in `__init__`."""
 
     @property
+    def serving_model(self):
+        """The model to serve (`export_serving`): the classifier, which is what the model
+        computes on images of one domain."""
+        return self.classifier
+
+    @property
     def feature_shapes(self):
         """Output shapes of the named layers (batch axis included)."""
         return [tuple(t.shape) for t in self.taps.outputs[1:]]
@@ -127,6 +136,54 @@ class DomainAdaptationModel(keras.Model):
     def domain_loss(self, features, num_source, training=None):
         raise NotImplementedError
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first against the classifier: both halves'
+        image shape, the source labels in `0..C-1` (arrays whole, a dataset by its element
+        spec); a label out of range in a dataset's batch raises a one-line error."""
+        self._check_data(x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) in (2, 3):
+            self._check_data(*validation[:2], what="`validation_data`")
+        elif validation is not None:
+            self._check_data(validation, None, what="`validation_data`")
+        with input_checks.readable_step_errors(input_checks.output_classes(self.classifier)):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first, as in `fit`."""
+        self._check_data(x, y)
+        with input_checks.readable_step_errors(input_checks.output_classes(self.classifier)):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_data(self, x, y, what="`x`"):
+        classes = input_checks.output_classes(self.classifier)
+        if isinstance(x, tf.data.Dataset):
+            x_spec, y_spec = input_checks.split_spec(x, what)
+            if isinstance(x_spec, (tuple, list)) and len(x_spec) == 2:  # (source, target)
+                for half, spec in zip(("source", "target"), x_spec):
+                    if not isinstance(spec, tf.TensorSpec):
+                        self._check_pair(x_spec)  # raises: the half is a structure
+                    input_checks.check_images(
+                        self.classifier, spec.shape, f"The {half} images of {what}"
+                    )
+            else:
+                input_checks.check_dataset(self.classifier, x, what, num_classes=classes)
+        elif isinstance(x, (tuple, list)) and len(x) == 2 and all(hasattr(h, "shape") for h in x):
+            for half, images in zip(("source", "target"), x):
+                input_checks.check_images(
+                    self.classifier, images.shape, f"The {half} images of {what}"
+                )
+                input_checks.check_finite(images, f"The {half} images of {what}")
+            if y is not None and hasattr(y, "shape"):
+                if len(y) != len(x[0]):
+                    raise ValueError(
+                        f"The source labels must be as many as the source images of {what}. "
+                        f"Received: {len(x[0])} images and {len(y)} labels."
+                    )
+                input_checks.check_labels(y, classes, "The source labels `y`")
+        else:
+            input_checks.check_fit_data(self.classifier, x, y, num_classes=classes, what=what)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if isinstance(x, (tuple, list)) and isinstance(y, (tuple, list)):
             raise ValueError(
@@ -134,6 +191,7 @@ class DomainAdaptationModel(keras.Model):
                 f"received a structure of {len(y)} label tensors. Target labels must never "
                 "reach training: build batches with `paired_dataset` (it drops them)."
             )
+        y = input_checks.assert_labels_in_range(y, input_checks.output_classes(self.classifier))
         return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
     def _check_pair(self, inputs):

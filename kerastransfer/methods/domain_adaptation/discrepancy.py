@@ -115,11 +115,27 @@ def _reader(data, split, what):
     return len(x), lambda indices: x[indices]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose mistakes raise `ValueError` (one line: `kerastransfer gap: error: ...`,
+    exit status 2) instead of printing the usage."""
+
+    def error(self, message):
+        raise ValueError(f"{message} (see `{self.prog} --help`)")
+
+
+def _layer_names(text):
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer names, got {text!r}")
+    return names
+
+
 def domain_gap_main(argv=None):
     """`kerastransfer gap MODEL --source S --target T [--layers a,b]`: print the gap per layer."""
     from kerastransfer.data import load_dataset
+    from kerastransfer.fine_tuning.command_line import int_at_least, non_negative_int, positive_int
 
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="kerastransfer gap",
         description="MK-MMD between source and target features at each named layer of a model.",
     )
@@ -132,14 +148,15 @@ def domain_gap_main(argv=None):
     parser.add_argument("--target", required=True, help="as --source")
     parser.add_argument(
         "--layers",
+        type=_layer_names,
         default=None,
         help="comma-separated layer names (default: every layer with weights)",
     )
     parser.add_argument("--split", default="test", choices=("train", "test"))
     parser.add_argument("--estimate", default="quadratic", choices=("quadratic", "linear"))
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--batches", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int_at_least(2), default=256)
+    parser.add_argument("--batches", type=positive_int, default=4)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     args = parser.parse_args(argv)
     model = keras.saving.load_model(args.model)
     classifier = getattr(model, "classifier", model)
@@ -147,7 +164,7 @@ def domain_gap_main(argv=None):
     load = dict(image_shape=shape, validation_split=0, seed=args.seed)
     source_data = load_dataset(args.source, **load)
     target_data = load_dataset(args.target, **load)
-    layers = args.layers.split(",") if args.layers else None
+    layers = args.layers
     gaps = domain_gap(
         classifier,
         source_data,

@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerastransfer.data import TransferData, to_image_shape
+from kerastransfer.data.epoch_order import shuffled_indices
 
 
 def paired_dataset(
@@ -143,9 +144,14 @@ def _batches(data, shape, resize, *, split, batch_size, shuffle, seed, is_target
             ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         return ds, _identity
     x, y = data
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    examples = x if y is None else (x, y)
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        examples = tf.nest.map_structure(tf.constant, examples)
+        ds = shuffled_indices(len(x), seed).map(
+            lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), examples)
+        )
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(examples)
     if is_target:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=True)

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerastransfer.callbacks.epoch_seeding import EpochSeeding
 from kerastransfer.data import load_dataset
 from kerastransfer.methods.layer_transfer.codes import (
     code_accuracy,
@@ -98,7 +99,8 @@ def train_source(
     The codes, the validation split (10%), the initial weights and the order of the training
     images (reshuffled every epoch) are drawn with `seed`; images are read batch by batch, the
     training split is never held whole. `callbacks` go to `fit` (e.g.
-    `keras.callbacks.BackupAndRestore` to resume).
+    `kerastransfer.callbacks.BackupAndRestore` to resume), after `EpochSeeding`: epoch e reads
+    epoch e's order, in a resumed run too.
 
     Returns:
         `(model, SourceReport)`.
@@ -118,7 +120,7 @@ def train_source(
         coded(train, code_table),
         validation_data=coded(validation, code_table),
         epochs=epochs,
-        callbacks=list(callbacks),
+        callbacks=[EpochSeeding(), *callbacks],
         verbose=verbose,
         shuffle=False,  # the pipeline reshuffles, seeded
     )

@@ -34,6 +34,7 @@ import keras
 import numpy as np  # noqa: F401  (used in the docstring example)
 import tensorflow as tf
 
+from kerastransfer import input_checks
 from kerastransfer.methods.spottune.gumbel import GumbelSoftmax, _check_temperature
 from kerastransfer.methods.spottune.network import spottune_blocks, spottune_network
 from kerastransfer.methods.spottune.policy import default_policy
@@ -146,6 +147,28 @@ class SpotTuneModel(keras.Model):
         if training and self.budget:
             self.add_loss(self.budget * tf.reduce_mean(fraction))
         return self.call_with_decisions(inputs, decisions, training=training)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first (input shape, labels in `0..C-1`:
+        arrays whole, a dataset by its element spec); a label out of range in a dataset's batch
+        raises a one-line error."""
+        classes = input_checks.output_classes(self.network)
+        input_checks.check_fit_data(
+            self, x, y, num_classes=classes, validation_data=kwargs.get("validation_data")
+        )
+        with input_checks.readable_step_errors(classes):
+            return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first, as in `fit`."""
+        classes = input_checks.output_classes(self.network)
+        input_checks.check_fit_data(self, x, y, num_classes=classes)
+        with input_checks.readable_step_errors(classes):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        y = input_checks.assert_labels_in_range(y, input_checks.output_classes(self.network))
+        return super().compute_loss(x, y, y_pred, sample_weight, training=training)
 
     def compile(self, *args, jit_compile=False, **kwargs):
         """`keras.Model.compile`, with `jit_compile=False` by default: XLA cannot compile the

@@ -297,3 +297,91 @@ def test_invalid_arguments():
         model.set_gamma({"conv1": np.ones(3)})
     with pytest.raises(ValueError, match="functional keras.Model"):
         BPAModel(keras.layers.Dense(3))
+
+
+# ---- bad data: named in Python before any graph runs (#18) -----------------------------------
+
+
+def _first_line(excinfo):
+    text = str(excinfo.value)
+    assert "in user code" not in text and "Graph execution" not in text, text
+    return text.splitlines()[0]
+
+
+def _dataset(x, y, batch=8):
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def test_fit_names_labels_out_of_range_and_wrong_image_sizes():
+    x, y = labelled(16)
+    model = BPAModel(tiny_cnn())
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    before = weights_by_path(model)
+    bad = y.copy()
+    bad[3] = C
+    with pytest.raises(ValueError) as e:
+        model.fit(x, bad, epochs=1, verbose=0)
+    line = _first_line(e)
+    assert f"`y` must be class ids in 0..{C - 1}" in line and f"labels [{C}]" in line
+    assert "Remap the labels" in line
+    after = weights_by_path(model)
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # checked before any step
+    # a dataset whose first batch is fine: the step's error, re-raised as one line
+    late = y.copy()
+    late[-1] = -1
+    with pytest.raises(ValueError, match=f"labels must be class ids in 0..{C - 1}.*Remap"):
+        model.fit(_dataset(x, late), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="validation_data"):
+        model.fit(x, y, validation_data=(x, bad), epochs=1, verbose=0)
+    big = np.zeros((16, 16, 16, 1), "float32")
+    for data in ((big, y), (_dataset(big, y),)):
+        with pytest.raises(ValueError) as e:
+            model.fit(*data, epochs=1, verbose=0)
+        line = _first_line(e)
+        assert "must be of shape (12, 12, 1)" in line and "images of shape (16, 16, 1)" in line
+        assert "to_image_shape" in line
+    with pytest.raises(ValueError, match="yields images only"):
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(8), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="must be class ids in 0"):
+        model.evaluate(x, bad, verbose=0)
+
+
+def test_gamma_names_labels_out_of_range_instead_of_counting_them_as_no_class():
+    x, y = labelled(16)
+    y[5] = C + 2
+    model = BPAModel(tiny_cnn())
+    for data in ((x, y), _dataset(x, y)):
+        with pytest.raises(ValueError) as e:
+            model.compute_gamma(data)
+        line = _first_line(e)
+        assert "labels of the labelled set for Gamma must be class ids in 0..2" in line
+        assert f"labels [{C + 2}]" in line
+    assert model.gamma_refreshes == 0
+
+
+def test_gamma_refresh_checks_its_set_before_training():
+    x, y = labelled(16)
+    model = BPAModel(tiny_cnn())
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    bad = y.copy()
+    bad[0] = 7
+    cases = [
+        (GammaRefresh((x, bad)), "labels of GammaRefresh's `data` must be class ids in 0..2"),
+        (
+            GammaRefresh(tf.data.Dataset.from_tensor_slices(x).batch(8)),
+            "must yield (images, labels) batches; it yields images only",
+        ),
+        (
+            GammaRefresh((np.zeros((16, 14, 14, 1), "float32"), y)),
+            "images of GammaRefresh's `data` must be of shape (12, 12, 1)",
+        ),
+        (
+            GammaRefresh(_dataset(np.zeros((16, 14, 14, 1), "float32"), y), samples_per_class=2),
+            "images of GammaRefresh's `data` must be of shape (12, 12, 1)",
+        ),
+    ]
+    for refresh, expected in cases:
+        with pytest.raises(ValueError) as e:
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[refresh])
+        assert expected in _first_line(e)
+    assert model.gamma_refreshes == 0

@@ -90,8 +90,11 @@ def test_non_finite_images_and_losses_raise():
     assert bpa.gamma_refreshes == 0
     bpa.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     before = [v.numpy() for v in bpa.network.weights]
+    with pytest.raises(ValueError, match="`x` must be finite.* samples .first: .3.."):
+        bpa.fit(bad, y, batch_size=12, epochs=1, verbose=0)  # arrays: checked before fit
+    ds = tf.data.Dataset.from_tensor_slices((bad, y)).batch(12)
     with pytest.raises(Exception, match="images or the training loss is NaN or infinite"):
-        bpa.fit(bad, y, batch_size=12, epochs=1, verbose=0)
+        bpa.fit(ds, epochs=1, verbose=0)  # a dataset: found by the step
     for old, v in zip(before, bpa.network.weights):
         np.testing.assert_array_equal(v.numpy(), old)  # no step was applied
 

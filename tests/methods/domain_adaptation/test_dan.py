@@ -201,3 +201,24 @@ def test_bad_input_is_a_clear_error():
     model = DANModel(clf, "hidden")
     with pytest.raises(ValueError, match=r"target images have shape \(6, 6, 1\)"):
         model((np.zeros((2, 8, 8, 1), "float32"), np.zeros((2, 6, 6, 1), "float32")))
+
+
+def test_fit_names_bad_halves_and_labels_before_training():
+    model = DANModel(tiny_classifier(), ["hidden"])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    (xs, ys), (xt, _) = arrays(8, 0, 1), arrays(8, 40, 2)
+    with pytest.raises(ValueError) as e:
+        model.fit((xs, xt), ys + 3, epochs=1, verbose=0)
+    assert str(e.value).startswith("The source labels `y` must be class ids in 0..2")
+    big = arrays(8, 40, 2, shape=(9, 9, 1))[0]
+    with pytest.raises(ValueError) as e:
+        model.fit((xs, big), ys, epochs=1, verbose=0)
+    assert str(e.value).startswith("The target images of `x` must be of shape (8, 8, 1)")
+    paired = tf.data.Dataset.from_tensor_slices(((xs, big), ys)).batch(4)
+    with pytest.raises(ValueError, match=r"^The target images of `x` must be of shape"):
+        model.fit(paired, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^`y` must be class ids in 0..2"):
+        model.evaluate(xs, ys + 3, verbose=0)
+    late = tf.data.Dataset.from_tensor_slices(((xs, xt), ys + 3)).batch(4)  # read in the graph
+    with pytest.raises(ValueError, match=r"^The labels must be class ids in 0..2.*Remap"):
+        model.fit(late, epochs=1, verbose=0)

@@ -283,3 +283,15 @@ def test_recurrent_state_semantics_are_checked():
         source.predict(x, verbose=0),
         atol=1e-6,
     )
+
+
+def test_fit_names_labels_out_of_range_and_wrong_shapes_before_training():
+    model = SpotTuneModel.from_model(residual_net(), BLOCKS, seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.zeros((4, 16, 16, 3), "float32")
+    with pytest.raises(
+        ValueError, match=r"^`y` must be class ids in 0..3 .*Received: labels \[4\]"
+    ):
+        model.fit(x, np.array([0, 1, 2, 4]), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"^`x` must be of shape \(16, 16, 3\).*to_image_shape"):
+        model.fit(np.zeros((4, 12, 12, 3), "float32"), np.zeros(4), epochs=1, verbose=0)
