@@ -45,6 +45,7 @@ from _measure import (
 )
 
 from kerastransfer.data import load_dataset, to_image_shape
+from kerastransfer.fine_tuning.command_line import positive_ints
 from kerastransfer.methods.bpa import BPAModel, GammaRefresh, filter_confusions, filter_probe
 from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 
@@ -136,7 +137,7 @@ def _builder(args, input_shape, num_classes):
             return mobilenet_v2_classifier(input_shape, num_classes, weights=weights)
 
         return build
-    filters = tuple(int(f) for f in args.filters.split(","))
+    filters = args.filters
 
     def build():
         keras.utils.set_random_seed(0)
@@ -316,7 +317,9 @@ def main(argv=None):
         help="GammaRefresh sample in the transfer comparison (default: its "
         "default; 0: the whole set)",
     )
-    parser.add_argument("--filters", default="20,50", help="small_cnn convolution widths")
+    parser.add_argument(
+        "--filters", type=positive_ints(), default=(20, 50), help="small_cnn convolution widths"
+    )
     parser.add_argument("--dense", type=int, default=500)
     parser.add_argument(
         "--split", nargs="+", default=None, help="split layers (default: first Conv2D)"

@@ -255,9 +255,24 @@ def row(name, r):
     )
 
 
+def _sizes(text):
+    """argparse type of `--sizes` (this parent process does not import TensorFlow)."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        )
+    return sizes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="2000,10000,50000", help="images per folder")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=(2000, 10000, 50000), help="images per folder"
+    )
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
@@ -279,7 +294,7 @@ def main(argv=None):
         print(json.dumps(result))
         return
 
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = list(args.sizes)
     print("```\n" + shlex.join(["python", *sys.argv]) + "\n```\n")
     for n in sizes:
         _, seconds = make_folder(args.root, n)

@@ -244,7 +244,8 @@ DELEGATED = {
     "gap": "kerastransfer.methods.domain_adaptation.discrepancy:domain_gap_main",
 }
 
-_ERRORS = (
+# What bad input raises: the command (and a recipe) answers it with one line and exit status 2.
+USER_ERRORS = (
     ValueError,
     FileNotFoundError,
     FileExistsError,
@@ -256,7 +257,8 @@ _ERRORS = (
 )
 
 
-def _one_line(error):
+def one_line(error):
+    """The error's message on one line."""
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -283,22 +285,22 @@ def main(argv=None):
         module, function = DELEGATED[argv[0]].split(":")
         try:
             result = getattr(importlib.import_module(module), function)(argv[1:])
-        except _ERRORS as e:
-            print(f"kerastransfer {argv[0]}: error: {_one_line(e)}", file=sys.stderr)
+        except USER_ERRORS as e:
+            print(f"kerastransfer {argv[0]}: error: {one_line(e)}", file=sys.stderr)
             return 2
         return result if isinstance(result, int) else 0  # `gap` returns its measurements
     try:
         args = build_parser().parse_args(argv)
     except UsageError as e:
-        print(_one_line(e), file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         return 2
     try:
         args.run(args)
     except UsageError as e:
-        print(_one_line(e), file=sys.stderr)
+        print(one_line(e), file=sys.stderr)
         return 2
-    except _ERRORS as e:
-        print(f"kerastransfer {args.command}: error: {_one_line(e)}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"kerastransfer {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     return 0
 

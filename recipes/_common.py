@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import pathlib
+import sys
 
 import _quiet  # noqa: F401  (first: before anything imports TensorFlow)
 import keras
@@ -40,6 +41,18 @@ SHARED_FILES = {
     "usps": "usps.npz",
     "fashion_mnist": "fashion_mnist_small.npz",
 }
+
+
+def run_recipe(main, *args):
+    """Runs a recipe's `main` as a command: bad input (a missing file, an unknown dataset, a
+    broken cache) exits with status 2 and one line on stderr, as the `kerastransfer` command."""
+    from kerastransfer.cli import USER_ERRORS, one_line
+
+    try:
+        main(*args)
+    except USER_ERRORS as e:
+        print(f"{pathlib.Path(sys.argv[0]).name}: error: {one_line(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def add_common_flags(parser, *, seeds=1, epochs=None, verbose=0):
@@ -164,7 +177,13 @@ def train_or_load_primary(
         (model, cached): the compiled model and whether it came from the cache.
     """
     if os.path.exists(path) and not retrain:
-        return keras.models.load_model(path), True
+        try:
+            return keras.models.load_model(path), True
+        except Exception as e:  # noqa: BLE001 - saved atomically: only a disk error breaks it
+            raise ValueError(
+                f"The cached primary network {path} is unreadable ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:200]}). Delete it to train it again."
+            ) from None
     keras.utils.set_random_seed(int(seed))  # determinism, if asked, is already on (set_seeds)
     model = build(data.info.num_classes)
     model.compile(
@@ -203,7 +222,15 @@ class RunCache:
         }
         digest = hashlib.sha1(json.dumps(settings, default=str).encode()).hexdigest()[:10]
         self.path = self.folder / f"runs_{digest}.json" if self.folder else None
-        self.runs = json.loads(self.path.read_text()) if self.path and self.path.exists() else {}
+        self.runs = {}
+        if self.path and self.path.exists():
+            try:
+                self.runs = json.loads(self.path.read_text())
+            except ValueError as e:  # written atomically: only a disk error cuts it
+                raise ValueError(
+                    f"The finished runs in {self.path} are unreadable ({e}). Delete the file "
+                    "to run them again."
+                ) from None
 
     def get(self, key, compute):
         if key in self.runs:

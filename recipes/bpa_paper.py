@@ -50,6 +50,7 @@ from _common import (
     atomic_save,
     fit,
     load,
+    run_recipe,
     set_seeds,
     tag,
     train_or_load_primary,
@@ -57,6 +58,7 @@ from _common import (
 
 from kerastransfer import surgery
 from kerastransfer.export import export_serving
+from kerastransfer.fine_tuning.command_line import positive_ints
 from kerastransfer.methods.bpa import BPAModel, GammaRefresh
 from kerastransfer.models import mobilenet_v2_classifier, small_cnn
 
@@ -88,7 +90,10 @@ def parse_args(argv=None):
     )
     p.add_argument("--data-dir", default=None, help="tensorflow-datasets data_dir")
     p.add_argument(
-        "--image-shape", default="28,28,1", help="network input, e.g. 32,32,3 for the paper's pairs"
+        "--image-shape",
+        type=positive_ints(3),
+        default=(28, 28, 1),
+        help="network input, e.g. 32,32,3 for the paper's pairs",
     )
     p.add_argument(
         "--samples-per-class", type=int, default=None, help="target training images per class"
@@ -249,7 +254,7 @@ def train_transfer(net, body, target, args, method, seed, split_layers, run, lr=
 def main(argv=None):
     args = parse_args(argv)
     set_seeds(0, deterministic=not args.nondeterministic)
-    args.shape = tuple(int(v) for v in args.image_shape.split(","))
+    args.shape = args.image_shape
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",")]
     if any(len(p) != 2 for p in pairs):
         raise SystemExit(f"--pairs must be primary:target items. Received: {args.pairs}")
@@ -435,4 +440,4 @@ def print_tables23(results, args, title="Tables 2-3: transfer errors", paper=Tru
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

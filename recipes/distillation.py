@@ -47,6 +47,7 @@ from _common import (
     load,
     mean_sd,
     print_table,
+    run_recipe,
     set_seeds,
 )
 
@@ -343,4 +344,4 @@ def print_results(rows, args):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -37,13 +37,14 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import _common  # noqa: E402, F401  (first: TensorFlow's start-up lines stay hidden; see _common)
 import keras  # noqa: E402
-from _common import (  # noqa: E402
+from _common import (
     RunCache,
     add_common_flags,
     dataset_source,
     fit,
     mean_sd,
     print_table,
+    run_recipe,
     set_seeds,
     tag,
 )
@@ -255,4 +256,4 @@ def _export(classifier, args, task, method):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -43,7 +43,7 @@ import time
 import _common  # noqa: F401  (first: TensorFlow's start-up lines stay hidden; see _common)
 import keras
 import numpy as np
-from _common import RunCache, add_common_flags, atomic_save, dataset_source, set_seeds
+from _common import RunCache, add_common_flags, atomic_save, dataset_source, run_recipe, set_seeds
 
 from kerastransfer._extras import require
 from kerastransfer.callbacks import BackupAndRestore
@@ -485,4 +485,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_recipe(main, sys.argv[1:])

@@ -22,8 +22,8 @@ Scale up with flags: full datasets (`--source ../shared/data/mnist.npz`, tfds na
 `--source svhn_cropped --target mnist`), more epochs, or an ImageNet MobileNetV2 backbone
 (`--backbone mobilenet_v2 --image-size 96`). `--export` writes the best transfer model as a
 SavedModel for serving into `saved_models/neon_transfer/`. `--backup-dir DIR` makes every fit
-resumable (`keras.callbacks.BackupAndRestore`) and keeps finished runs. `--seeds N` repeats every
-transfer with N seeds (mean +- sd); seeded and deterministic by default.
+resumable (`kerastransfer.callbacks.BackupAndRestore`) and keeps finished runs. `--seeds N`
+repeats every transfer with N seeds (mean +- sd); seeded and deterministic by default.
 """
 
 import argparse
@@ -40,6 +40,7 @@ from _common import (
     load,
     mean_sd,
     print_table,
+    run_recipe,
     set_seeds,
     tag,
     train_or_load_primary,
@@ -290,4 +291,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -48,7 +48,16 @@ import time
 import _common  # noqa: F401  (first: TensorFlow's start-up lines stay hidden; see _common)
 import keras
 import numpy as np
-from _common import RunCache, add_common_flags, atomic_save, load, mean_sd, print_table, set_seeds
+from _common import (
+    RunCache,
+    add_common_flags,
+    atomic_save,
+    load,
+    mean_sd,
+    print_table,
+    run_recipe,
+    set_seeds,
+)
 
 from kerastransfer import fine_tune
 from kerastransfer.export import export_serving
@@ -315,4 +324,4 @@ def show(rows, args, data):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

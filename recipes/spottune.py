@@ -61,6 +61,7 @@ from _common import (  # noqa: E402
     mean_sd,
     positive_int,
     print_table,
+    run_recipe,
     set_seeds,
 )
 
@@ -553,4 +554,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

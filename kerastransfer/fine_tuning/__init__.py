@@ -30,8 +30,9 @@ The steps every transfer run repeats, in order:
      Shahriari 2017), refreshed each epoch by `GammaRefresh`. `bpa=True` adds it to any method.
 
    Early stopping on validation loss restores the best epoch; `backup_dir` makes the run
-   resumable (`keras.callbacks.BackupAndRestore`), `log_dir` writes TensorBoard logs (with each
-   optimizer group's rate), `export` writes a serving export (`export.export_serving`).
+   resumable to the uninterrupted result (`kerastransfer.callbacks.BackupAndRestore`),
+   `log_dir` writes TensorBoard logs (with each optimizer group's rate), `export` writes a
+   serving export (`export.export_serving`).
 
 `imported_rate=0` gives the neon scheme whatever the method. Every choice and its default is a
 field of `FineTuneConfig`: pass one as `config=`, or its fields as keywords.

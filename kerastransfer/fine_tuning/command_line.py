@@ -43,6 +43,23 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def positive_ints(length=None):
+    """argparse type: comma-separated positive integers (`length` of them, if given), as a
+    tuple: `"28,28,1"` -> `(28, 28, 1)`."""
+    wanted = "comma-separated positive integers" + (f" ({length} of them)" if length else "")
+
+    def parse(text):
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if min(values) < 1 or (length and len(values) != length):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return values
+
+    return parse
+
+
 def fraction(low_open=False, high_open=True):
     """argparse type: a number in [0, 1), with either end open or closed."""
 

@@ -65,7 +65,8 @@ def fine_tune(
             `patience`, `image_size`, `channels`, `samples_per_class`, `validation_split`,
             `batch_size`, `seed`), replacing `config`'s; its docstring says what each does.
         weights: the source application's weights: "imagenet" or a weights file (no top).
-        backup_dir: resume an interrupted run from here (`BackupAndRestore`).
+        backup_dir: resume an interrupted run from here, to the uninterrupted result
+            (`kerastransfer.callbacks.BackupAndRestore`).
         log_dir: TensorBoard logs.
         export: a folder to write the serving export to; `export_formats` among
             "saved_model", "onnx", "litert".

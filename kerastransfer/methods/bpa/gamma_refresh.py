@@ -3,8 +3,8 @@
 Gamma is computed at the start of the first epoch of a run (before any fine-tuning step: run a
 short warm-up of the new head with the body frozen first, so the confusion matrices mean
 something) and then every `every` epochs, at the start of the epoch. Runs resumed by
-`keras.callbacks.BackupAndRestore` keep the restored Gamma unless a refresh is due, so they follow
-the same schedule as an uninterrupted run.
+`kerastransfer.callbacks.BackupAndRestore` keep the restored Gamma unless a refresh is due, so
+they follow the same schedule as an uninterrupted run.
 
 Every epoch's logs (hence `History`) receive, per split layer, the statistics of the Gamma used
 during that epoch: `gamma/<layer>/min`, `.../mean`, `.../max` and `.../frozen` (filters with
