@@ -38,8 +38,10 @@ from kerastransfer.methods.bpa import BPAModel, GammaRefresh, MultiWorkerTrainer
 from kerastransfer.methods.distillation import build_distiller, logits_model
 from kerastransfer.methods.domain_adaptation import (
     AdaptationRamp,
+    CDANModel,
     DANModel,
     DANNModel,
+    MCCModel,
     domain_gap,
     paired_dataset,
 )
@@ -81,8 +83,10 @@ def __getattr__(name):
 __all__ = [
     "AdaptationRamp",
     "BPAModel",
+    "CDANModel",
     "DANModel",
     "DANNModel",
+    "MCCModel",
     "GradientReversal",
     "GradualUnfreezing",
     "LRFinder",

@@ -157,6 +157,15 @@ def fit(model, data, *, epochs, backup_dir=None, name="fit", callbacks=(), verbo
     )
 
 
+def primary_path(saved_models, recipe, name_tag, **settings):
+    """Where `recipe` caches a primary network: `<saved_models>/primary/<recipe>_<tag>_<digest>`,
+    the digest hashing `settings` (every choice that shapes the network: epochs, batch size,
+    data...), so two recipes, or two settings of one, never load each other's network."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return os.path.join(saved_models, "primary", f"{recipe}_{name_tag}_{digest}.keras")
+
+
 def train_or_load_primary(
     build,
     data,

@@ -50,6 +50,7 @@ from _common import (
     atomic_save,
     fit,
     load,
+    primary_path,
     run_recipe,
     set_seeds,
     tag,
@@ -162,8 +163,15 @@ def errors(model, data):
 
 def primary_network(name, args):
     data = load_pair_member(name, args)
-    name_tag = tag(name, "small_cnn", args.shape)
-    path = os.path.join(args.saved_models, "primary", f"{name_tag}.keras")
+    path = primary_path(
+        args.saved_models,
+        "bpa_paper",
+        tag(name, "small_cnn", args.shape),
+        epochs=args.primary_epochs,
+        batch_size=args.batch_size,
+        data_root=args.data_root,
+        data_dir=args.data_dir,
+    )
     model, _ = train_or_load_primary(
         lambda n: small_cnn(args.shape, n, name=f"primary_{tag(name)}"),
         data,

@@ -39,6 +39,7 @@ from _common import (
     atomic_save,
     load,
     mean_sd,
+    primary_path,
     print_table,
     run_recipe,
     set_seeds,
@@ -123,8 +124,14 @@ def sgd(args):
 
 def primary_network(args, shape):
     """Train the task-A network, or load it from saved_models/primary/ when cached."""
-    path = os.path.join(
-        args.saved_models, "primary", f"{tag(args.source, args.backbone, shape)}.keras"
+    path = primary_path(
+        args.saved_models,
+        "neon_transfer",
+        tag(args.source, args.backbone, shape),
+        epochs=args.primary_epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        data_root=args.data_root,
     )
     source = load(args.source, args, image_shape=shape, batch_size=args.batch_size, seed=0)
     weights = "imagenet" if args.backbone == "mobilenet_v2" else None

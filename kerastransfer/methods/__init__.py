@@ -1,7 +1,8 @@
 """Transfer-learning methods, one folder or file each.
 
 - `bpa/`: distributed backpropagation by basic probability assignment (`BPAModel`).
-- `domain_adaptation/`: unsupervised domain adaptation, DAN (MK-MMD) and DANN (gradient reversal).
+- `domain_adaptation/`: unsupervised domain adaptation: DAN (MK-MMD), DANN (gradient reversal),
+  CDAN (conditional adversarial) and MCC (minimum class confusion).
 - `spottune/`: SpotTune, a per-input choice between frozen and fine-tuned blocks.
 - `feature_extraction.py`: frozen features + a linear softmax or SVM classifier.
 - `distillation.py`: knowledge distillation on `keras.distillation`.

@@ -7,9 +7,12 @@ import warnings
 
 from kerastransfer.methods.domain_adaptation import (  # noqa: F401
     AdaptationRamp,
+    CDANModel,
     DANModel,
     DANNModel,
     DomainAdaptationModel,
+    MCCModel,
+    domain_discriminator,
     domain_gap,
     domain_gap_main,
     paired_dataset,

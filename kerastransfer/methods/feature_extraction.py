@@ -24,6 +24,8 @@ Example:
 (None, 10)
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -192,12 +194,27 @@ def stream_features(extractor, datasets):
                 "(images, labels)).batch(256)`."
             )
         input_checks.check_dataset(extractor, dataset, what)
-    features = tf.function(
-        lambda x: tf.cast(extractor(x, training=False), tf.float32), reduce_retracing=True
-    )
+    features = _inference(extractor)
     for name, dataset in datasets.items():
         for x, y in dataset:
             yield name, features(x), y
+
+
+_TRACED = weakref.WeakKeyDictionary()  # extractor -> its traced inference function
+
+
+def _inference(extractor):
+    """One traced function per extractor, for every call (a new `tf.function` per call would be
+    traced again each time, and TensorFlow warns about the retracing); it holds the extractor
+    weakly, so the extractor and its function go together."""
+    traced = _TRACED.get(extractor)
+    if traced is None:
+        ref = weakref.ref(extractor)
+        traced = tf.function(
+            lambda x: tf.cast(ref()(x, training=False), tf.float32), reduce_retracing=True
+        )
+        _TRACED[extractor] = traced
+    return traced
 
 
 def extract_features(extractor, dataset):

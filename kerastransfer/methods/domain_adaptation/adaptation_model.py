@@ -1,4 +1,4 @@
-"""`DomainAdaptationModel`: the base of `DANModel` and `DANNModel`.
+"""`DomainAdaptationModel`: the base of `DANModel`, `DANNModel`, `CDANModel` and `MCCModel`.
 
 Unsupervised domain adaptation trains a classifier on labelled source images and unlabelled
 target images together. The model wraps a functional classifier and takes batches
@@ -8,6 +8,12 @@ labels, and a subclass adds a domain term computed from the features of named la
 `add_loss`, so `fit`, callbacks, `tf.distribute` and per-layer optimizer maps work unchanged:
 
     loss = L_cls(y_source, f(x_source)) + lambda * L_domain(features(x_source), features(x_target))
+
+Any of them can add the Minimum Class Confusion loss of Jin et al. (2020) on the target
+predictions (`mcc_weight`, `temperature`; see `kerastransfer.losses.minimum_class_confusion`),
+logged as `mcc_loss`:
+
+    loss += mcc_weight * L_MCC(f(x_target) / temperature)
 
 Called on a single image batch (`evaluate`, `predict`, serving) it is the plain classifier.
 Target labels have no way in: a batch whose target half carries labels, or labels for both
@@ -21,6 +27,8 @@ import tensorflow as tf
 from keras import ops
 
 from kerastransfer import input_checks
+from kerastransfer._internals import producing_layer
+from kerastransfer.losses.class_confusion import check_temperature, minimum_class_confusion
 
 PACKAGE = "kerastransfer"
 
@@ -45,6 +53,24 @@ def check_weight(value, what):
     return number
 
 
+def predicts_logits(classifier, what):
+    """Whether the classifier outputs logits (a `Dense` without activation) rather than
+    probabilities (a softmax `Dense`, `Softmax` or `Activation("softmax")`); any other output
+    cannot be read as class scores and is refused."""
+    layer = producing_layer(classifier.outputs[0])
+    activation = getattr(layer, "activation", None)
+    if isinstance(layer, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax":
+        return False
+    if isinstance(layer, keras.layers.Dense) and activation in (None, keras.activations.linear):
+        return True
+    raise ValueError(
+        f"{what} reads the class predictions, so `classifier` must end in a softmax (e.g. "
+        "`Dense(num_classes, activation='softmax')`) or output logits from a `Dense` without "
+        f"activation. Received: output layer '{layer.name}' ({type(layer).__name__}"
+        f"{f', activation={activation.__name__}' if activation is not None else ''})."
+    )
+
+
 def serialize_weight(value):
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
         return keras.optimizers.schedules.serialize(value)
@@ -63,10 +89,23 @@ class DomainAdaptationModel(keras.Model):
         layer_names: names of the classifier layers whose outputs the domain term reads.
         domain_loss_weight: lambda >= 0, a number or a `LearningRateSchedule` evaluated at the
             optimizer's step (e.g. `AdaptationRamp`).
+        mcc_weight: None (default), or the weight >= 0 (number or schedule) of the Minimum
+            Class Confusion loss added on the target predictions, logged as `mcc_loss`.
+        temperature: T > 0 of the MCC loss (default 2.5).
         **kwargs: base `keras.Model` arguments (name).
     """
 
-    def __init__(self, classifier, layer_names, domain_loss_weight=1.0, **kwargs):
+    needs_layers = True  # False for a subclass whose term reads only the predictions (MCC)
+
+    def __init__(
+        self,
+        classifier,
+        layer_names,
+        domain_loss_weight=1.0,
+        mcc_weight=None,
+        temperature=2.5,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(classifier, keras.Model) or not hasattr(classifier, "inputs"):
             raise TypeError(
@@ -81,7 +120,7 @@ class DomainAdaptationModel(keras.Model):
         if isinstance(layer_names, str):
             layer_names = [layer_names]
         layer_names = list(layer_names)
-        if not layer_names:
+        if not layer_names and self.needs_layers:
             raise ValueError("`layer_names` is empty: name at least one layer of the classifier.")
         known = [layer.name for layer in classifier.layers]
         missing = [n for n in layer_names if n not in known]
@@ -93,6 +132,11 @@ class DomainAdaptationModel(keras.Model):
         self.classifier = classifier
         self.layer_names = layer_names
         self.domain_loss_weight = check_weight(domain_loss_weight, "domain_loss_weight")
+        self.temperature = check_temperature(temperature)
+        self.mcc_weight = None if mcc_weight is None else check_weight(mcc_weight, "mcc_weight")
+        if self.mcc_weight is not None:
+            self.mcc_from_logits = predicts_logits(classifier, "The MCC loss (`mcc_weight`)")
+            self.mcc_tracker = keras.metrics.Mean(name="mcc_loss")
         self.taps = keras.Model(
             classifier.inputs,
             [classifier.outputs[0]] + [classifier.get_layer(n).output for n in layer_names],
@@ -129,9 +173,28 @@ class DomainAdaptationModel(keras.Model):
             return self.classifier(inputs, training=training)
         x_source, x_target = self._check_pair(inputs)
         num_source = ops.shape(x_source)[0]
-        outputs = self.taps(ops.concatenate([x_source, x_target], axis=0), training=training)
-        self.add_loss(self.domain_loss(list(outputs[1:]), num_source, training=training))
+        joined = ops.concatenate([x_source, x_target], axis=0)
+        outputs = keras.tree.flatten(self.taps(joined, training=training))
+        loss = self.adaptation_loss(outputs[0], outputs[1:], num_source, training=training)
+        self.add_loss(loss)
         return outputs[0][:num_source]
+
+    def adaptation_loss(self, predictions, features, num_source, training=None):
+        """What a paired batch adds to the source loss: `domain_loss` of the named layers'
+        features, plus the weighted MCC loss of the target predictions when `mcc_weight` is set.
+        `predictions` are the classifier's outputs on the joined (source, target) batch."""
+        loss = self.domain_loss(features, num_source, training=training)
+        return loss + self.class_confusion_loss(predictions, num_source)
+
+    def class_confusion_loss(self, predictions, num_source):
+        """`mcc_weight` x MCC loss of the target half of `predictions` (0 without MCC)."""
+        if self.mcc_weight is None:
+            return 0.0
+        confusion = minimum_class_confusion(
+            predictions[num_source:], self.temperature, from_logits=self.mcc_from_logits
+        )
+        self.mcc_tracker.update_state(confusion)
+        return self.scheduled(self.mcc_weight) * confusion
 
     def domain_loss(self, features, num_source, training=None):
         raise NotImplementedError
@@ -225,7 +288,13 @@ class DomainAdaptationModel(keras.Model):
             "classifier": keras.saving.serialize_keras_object(self.classifier),
             "layer_names": list(self.layer_names),
             "domain_loss_weight": serialize_weight(self.domain_loss_weight),
+            **self._mcc_config(),
         }
+
+    def _mcc_config(self):
+        if self.mcc_weight is None:
+            return {}  # the configs of models without MCC are as they were before it
+        return {"mcc_weight": serialize_weight(self.mcc_weight), "temperature": self.temperature}
 
     @classmethod
     def from_config(cls, config):
