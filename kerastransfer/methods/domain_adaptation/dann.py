@@ -28,7 +28,7 @@ Example:
 """
 
 import keras
-from keras import layers, ops
+from keras import ops
 
 from kerastransfer.layers.gradient_reversal import GradientReversal
 from kerastransfer.methods.domain_adaptation.adaptation_model import (
@@ -36,6 +36,11 @@ from kerastransfer.methods.domain_adaptation.adaptation_model import (
     DomainAdaptationModel,
     check_weight,
     serialize_weight,
+)
+from kerastransfer.methods.domain_adaptation.discriminator import (
+    check_discriminator,
+    domain_discriminator,
+    domain_labels,
 )
 
 
@@ -74,24 +79,13 @@ class DANNModel(DomainAdaptationModel):
         super().__init__(classifier, [feature_layer], domain_loss_weight, **kwargs)
         self.feature_layer = feature_layer
         self.reversal_scale = check_weight(reversal_scale, "reversal_scale")
-        units = [int(u) for u in discriminator_units]
-        if any(u < 1 for u in units):
-            raise ValueError(f"`discriminator_units` must be positive. Received: {units}")
-        if not 0 <= discriminator_dropout < 1:
-            raise ValueError(
-                f"`discriminator_dropout` must be in [0, 1). Received: {discriminator_dropout}"
-            )
-        self.discriminator_units = tuple(units)
-        self.discriminator_dropout = float(discriminator_dropout)
+        self.discriminator_units, self.discriminator_dropout = check_discriminator(
+            discriminator_units, discriminator_dropout
+        )
         self.reversal = GradientReversal(name="gradient_reversal")
-        stack = [layers.Flatten(name="domain_flatten")]
-        for i, u in enumerate(units):
-            stack.append(layers.Dense(u, activation="relu", name=f"domain_hidden{i}"))
-            if discriminator_dropout:
-                stack.append(layers.Dropout(discriminator_dropout, name=f"domain_dropout{i}"))
-        stack.append(layers.Dense(1, dtype="float32", name="domain_logit"))
-        self.discriminator = keras.Sequential(stack, name="domain_classifier")
-        self.discriminator.build(self.feature_shapes[0])
+        self.discriminator = domain_discriminator(
+            self.feature_shapes[0], self.discriminator_units, self.discriminator_dropout
+        )
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
 
@@ -99,10 +93,7 @@ class DANNModel(DomainAdaptationModel):
         features = features[0]
         reversed_ = self.reversal(features, scale=self.scheduled(self.reversal_scale))
         logits = ops.cast(self.discriminator(reversed_, training=training), "float32")
-        num_target = ops.shape(features)[0] - num_source
-        domain = ops.concatenate(
-            [ops.ones((num_source, 1), "float32"), ops.zeros((num_target, 1), "float32")], axis=0
-        )
+        domain = domain_labels(num_source, ops.shape(features)[0] - num_source)
         loss = ops.mean(keras.losses.binary_crossentropy(domain, logits, from_logits=True))
         self.domain_loss_tracker.update_state(loss)
         self.domain_accuracy.update_state(domain, logits)
