@@ -323,3 +323,19 @@ def test_base_schedules_survive_as_scaled_schedules_and_reload(tmp_path):
     np.testing.assert_allclose(
         sorted(layerwise.learning_rates()), [0.0125, 0.025, 0.05, 0.1], rtol=1e-6
     )
+
+
+def test_inverse_decay_matches_the_formula_serializes_and_refuses_bad_values():
+    from kerastransfer.optimizers import InverseDecay
+
+    schedule = InverseDecay(0.1, gamma=0.01, power=0.5)
+    steps = np.array([0, 1, 10, 1234])
+    np.testing.assert_allclose(
+        [float(schedule(int(t))) for t in steps], 0.1 * (1 + 0.01 * steps) ** -0.5, rtol=1e-6
+    )
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert isinstance(again, InverseDecay) and float(again(1234)) == float(schedule(1234))
+    for kwargs in ({"initial_learning_rate": 0}, {"initial_learning_rate": 0.1, "gamma": -1},
+                   {"initial_learning_rate": 0.1, "power": float("nan")}):  # fmt: skip
+        with pytest.raises(ValueError, match="must be a finite number"):
+            InverseDecay(**kwargs)

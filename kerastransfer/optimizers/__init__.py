@@ -1,6 +1,7 @@
 """Per-layer optimizer maps on top of `keras.optimizers.MultiOptimizer`.
 
-Three schemes from the transfer-learning literature:
+Three schemes from the transfer-learning literature (and `InverseDecay`, the learning rate
+schedule of domain adaptation, lr0 (1 + gamma t)^(-power)):
 
 - `neon_optimizer`: the Intel neon recipe. Imported layers get a copy of the base optimizer with
   learning rate 0; new layers get the base optimizer.
@@ -38,6 +39,7 @@ Nothing runs silently wrong:
 - Negative or non-finite learning rates are refused.
 """
 
+from kerastransfer.optimizers.inverse_decay import InverseDecay
 from kerastransfer.optimizers.maps import (
     discriminative_optimizer,
     geometric_rates,
@@ -51,6 +53,7 @@ from kerastransfer.optimizers.scaled_schedule import ScaledSchedule
 from kerastransfer.optimizers.zero_rate import ZeroRate
 
 __all__ = [
+    "InverseDecay",
     "ScaledMultiOptimizer",
     "ScaledSchedule",
     "ZeroRate",

@@ -20,12 +20,14 @@ def test_tiny_run_prints_the_table_and_exports_a_usps_server(
 ):
     recipe = load_recipe()
     argv = "--epochs 1 --seeds 1 --samples-per-class 10 --batch-size 20 --tasks mnist2usps".split()
+    argv += ["--methods", "source_only,dan,dann,cdan_e_mcc,mcc"]
     argv += ["--backup-dir", str(tmp_path / "backup")]
     results = recipe.main(argv + ["--export", "--saved-models", str(tmp_path)])
     out = capsys.readouterr().out
-    assert set(results) == {"mnist2usps/source_only", "mnist2usps/dan", "mnist2usps/dann"}
+    methods = ("source_only", "dan", "dann", "cdan_e_mcc", "mcc")
+    assert set(results) == {f"mnist2usps/{m}" for m in methods}
     assert all(0 <= v[0] <= 1 for v in results.values())
-    for text in ("| Source only", "| DAN ", "| DANN ", "82.1", "86.0", "91.7"):
+    for text in ("| Source only", "| DAN ", "| DANN ", "| CDAN+E + MCC ", "| MCC ", "95.1", "91.7"):
         assert text in out
     export = tmp_path / "domain_adaptation_mnist2usps_dann"
     usps = np.load(RECIPE.parents[1] / "kerastransfer" / "data" / "embedded" / "usps.npz")
@@ -43,7 +45,8 @@ def test_tiny_run_prints_the_table_and_exports_a_usps_server(
 
 def test_bad_flags_are_clear_errors(capsys):
     recipe = load_recipe()
-    for argv in (["--tasks", "mnist2svhn"], ["--dan-weight", "-1"]):
+    bad = (["--tasks", "mnist2svhn"], ["--dan-weight", "-1"], ["--temperature", "0"])
+    for argv in bad + (["--methods", "cdan,dann2"],):
         try:
             recipe.main(argv)
         except SystemExit as exit_:

@@ -100,6 +100,7 @@ class CDANModel(DomainAdaptationModel):
         seed=None,
         discriminator_units=(1024, 1024),
         discriminator_dropout=0.5,
+        discriminator_batch_norm=False,
         **kwargs,
     ):
         if not isinstance(feature_layer, str):
@@ -120,6 +121,7 @@ class CDANModel(DomainAdaptationModel):
         self.discriminator_units, self.discriminator_dropout = check_discriminator(
             discriminator_units, discriminator_dropout
         )
+        self.discriminator_batch_norm = bool(discriminator_batch_norm)
         self.randomized_dim = int(randomized_dim)
         self.seed = seed
 
@@ -167,7 +169,10 @@ class CDANModel(DomainAdaptationModel):
         self.multilinear_map.build([feature_shape, tuple(classifier.outputs[0].shape)])
         self.reversal = GradientReversal(name="gradient_reversal")
         self.discriminator = domain_discriminator(
-            (None, map_width), self.discriminator_units, self.discriminator_dropout
+            (None, map_width),
+            self.discriminator_units,
+            self.discriminator_dropout,
+            batch_norm=self.discriminator_batch_norm,
         )
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
@@ -229,4 +234,5 @@ class CDANModel(DomainAdaptationModel):
             "seed": self.seed,
             "discriminator_units": list(self.discriminator_units),
             "discriminator_dropout": self.discriminator_dropout,
+            "discriminator_batch_norm": self.discriminator_batch_norm,
         }

@@ -72,6 +72,7 @@ class DANNModel(DomainAdaptationModel):
         domain_loss_weight=1.0,
         discriminator_units=(500, 500),
         discriminator_dropout=0.5,
+        discriminator_batch_norm=False,
         **kwargs,
     ):
         if not isinstance(feature_layer, str):
@@ -82,9 +83,13 @@ class DANNModel(DomainAdaptationModel):
         self.discriminator_units, self.discriminator_dropout = check_discriminator(
             discriminator_units, discriminator_dropout
         )
+        self.discriminator_batch_norm = bool(discriminator_batch_norm)
         self.reversal = GradientReversal(name="gradient_reversal")
         self.discriminator = domain_discriminator(
-            self.feature_shapes[0], self.discriminator_units, self.discriminator_dropout
+            self.feature_shapes[0],
+            self.discriminator_units,
+            self.discriminator_dropout,
+            batch_norm=self.discriminator_batch_norm,
         )
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
@@ -108,4 +113,5 @@ class DANNModel(DomainAdaptationModel):
             "reversal_scale": serialize_weight(self.reversal_scale),
             "discriminator_units": list(self.discriminator_units),
             "discriminator_dropout": self.discriminator_dropout,
+            "discriminator_batch_norm": self.discriminator_batch_norm,
         }

@@ -28,19 +28,28 @@ def check_discriminator(units, dropout):
     return tuple(units), float(dropout)
 
 
-def domain_discriminator(input_shape, units=(500, 500), dropout=0.5, name="domain_classifier"):
+def domain_discriminator(
+    input_shape, units=(500, 500), dropout=0.5, batch_norm=False, name="domain_classifier"
+):
     """A built `keras.Sequential` domain classifier ending in one logit.
 
     Args:
         input_shape: the shape it reads, batch axis included (e.g. `(None, 2048)`).
         units: hidden ReLU layer widths (default (500, 500), DANN's).
         dropout: dropout after each hidden layer, in [0, 1) (default 0.5).
+        batch_norm: `BatchNormalization` between each hidden layer and its ReLU (default
+            False), as in Transfer-Learning-Library's `DomainDiscriminator`.
         name: the model's name.
     """
     units, dropout = check_discriminator(units, dropout)
     stack = [layers.Flatten(name="domain_flatten")]
     for i, u in enumerate(units):
-        stack.append(layers.Dense(u, activation="relu", name=f"domain_hidden{i}"))
+        if batch_norm:
+            stack.append(layers.Dense(u, name=f"domain_hidden{i}"))
+            stack.append(layers.BatchNormalization(name=f"domain_batch_norm{i}"))
+            stack.append(layers.ReLU(name=f"domain_relu{i}"))
+        else:
+            stack.append(layers.Dense(u, activation="relu", name=f"domain_hidden{i}"))
         if dropout:
             stack.append(layers.Dropout(dropout, name=f"domain_dropout{i}"))
     stack.append(layers.Dense(1, dtype="float32", name="domain_logit"))

@@ -65,6 +65,8 @@ def paired_dataset(
     """
     source, shape_s, resize_s = _source_spec(source_data, split)
     target, shape_t, resize_t = _target_spec(target_data, split, drop_target_labels)
+    if isinstance(source, TransferData) and isinstance(target, TransferData):
+        _check_label_spaces(source, target)
     if image_shape is not None:
         image_shape = tuple(int(d) for d in image_shape)
         if len(image_shape) != 3 or image_shape[2] not in (1, 3):
@@ -202,6 +204,20 @@ def _target_spec(target, split, drop_target_labels):
         raise TypeError("`target_data` must be arrays or a TransferData, not a tf.data.Dataset.")
     x = _images(np.asarray(target), "target")
     return (x, None), tuple(x.shape[1:]), "resize"
+
+
+def _check_label_spaces(source, target):
+    """The methods built on these batches (DAN, DANN, CDAN, MCC) adapt one classifier between
+    two domains of the same classes: two `TransferData` of different class counts are refused
+    (the count is the sets' metadata; no target label is read)."""
+    s, t = source.info.num_classes, target.info.num_classes
+    if s != t:
+        raise ValueError(
+            f"The source '{source.info.name}' has {s} classes and the target "
+            f"'{target.info.name}' has {t}: DAN, DANN, CDAN and MCC assume both domains share "
+            "one label space. Load both with the same classes (`load_dataset(..., "
+            "classes=[...])`)."
+        )
 
 
 def _images(x, what):

@@ -6,36 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.data import load_dataset
 from kerastransfer.methods.domain_adaptation import AdaptationRamp, CDANModel, paired_dataset
 from kerastransfer.optimizers import neon_optimizer
-
-
-def dense_classifier(hidden=8, logits=False, seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6,), name="x")
-    h = keras.layers.Dense(hidden, activation="tanh", name="hidden")(inputs)
-    activation = None if logits else "softmax"
-    outputs = keras.layers.Dense(3, activation=activation, name="probabilities")(h)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
-def image_classifier(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
-    outputs = keras.layers.Dense(3, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
-def arrays(n, shift, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n).astype("int64")
-    x = np.clip(rng.normal(80 + 40 * y[:, None, None, None] + shift, 30, (n, 8, 8, 1)), 0, 255)
-    return x.astype("uint8"), y
 
 
 def compiled(model, optimizer=None):
@@ -75,7 +47,9 @@ def batch(n=7, num_source=4, seed=0):
     return features, logits, domain
 
 
-def test_multilinear_map_and_entropy_weights_match_numpy_and_features_get_reversed_gradient():
+def test_multilinear_map_and_entropy_weights_match_numpy_and_features_get_reversed_gradient(
+    dense_classifier,
+):
     model = CDANModel(
         dense_classifier(),
         "hidden",
@@ -113,7 +87,7 @@ def test_multilinear_map_and_entropy_weights_match_numpy_and_features_get_revers
     assert float(model.domain_loss_tracker.result()) > 0
 
 
-def test_randomized_map_matches_numpy_and_is_chosen_for_wide_features():
+def test_randomized_map_matches_numpy_and_is_chosen_for_wide_features(dense_classifier):
     wide = dense_classifier(hidden=1400, logits=True)  # 1400 x 3 = 4200 > 4096
     model = CDANModel(
         wide, "hidden", randomized_dim=64, seed=1, discriminator_units=(4,), discriminator_dropout=0
@@ -143,8 +117,10 @@ def test_randomized_map_matches_numpy_and_is_chosen_for_wide_features():
     assert forced.randomized and forced.multilinear_map.output_dim == 32
 
 
-def test_fit_moves_weights_logs_domain_and_mcc_losses_under_an_optimizer_map():
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+def test_fit_moves_weights_logs_domain_and_mcc_losses_under_an_optimizer_map(
+    image_classifier, toy_domain
+):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     model = CDANModel(
         image_classifier(),
         "hidden",
@@ -165,20 +141,13 @@ def test_fit_moves_weights_logs_domain_and_mcc_losses_under_an_optimizer_map():
     )
 
 
-def test_shuffled_target_labels_give_identical_weights(tmp_path):
-    x_s, y_s = arrays(64, 0, 0)
-    x_t, y_t = arrays(64, 60, 1)
-    trained = []
-    for i, labels in enumerate((y_t, np.random.default_rng(9).permutation(y_t))):
-        path = tmp_path / f"target{i}.npz"
-        np.savez(path, x_train=x_t, y_train=labels, x_test=x_t[:8], y_test=labels[:8])
-        target = load_dataset(str(path), validation_split=0)
-        keras.utils.set_random_seed(0)  # tf.data shuffling reads the global seed too
-        ds = paired_dataset((x_s, y_s), target, batch_size=32, drop_target_labels=True)
-        model = compiled(CDANModel(image_classifier(), "hidden", discriminator_units=(16,)))
-        model.fit(ds, epochs=2, verbose=0)
-        trained.append([w.numpy().copy() for w in model.weights])
-    for a, b in zip(*trained):
+def test_shuffled_target_labels_give_identical_weights(
+    weights_under_shuffled_target_labels, image_classifier
+):
+    first, second = weights_under_shuffled_target_labels(
+        lambda: compiled(CDANModel(image_classifier(), "hidden", discriminator_units=(16,)))
+    )
+    for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
@@ -195,9 +164,9 @@ print(type(model).__name__, model.randomized, model.randomized_dim, model.seed,
 
 
 def test_trains_under_mirrored_strategy_and_reloads_in_a_fresh_process(
-    mirrored, tmp_path, run_python
+    mirrored, tmp_path, run_python, image_classifier, toy_domain
 ):
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     with mirrored.scope():
         model = CDANModel(
             image_classifier(),
@@ -231,7 +200,7 @@ def test_trains_under_mirrored_strategy_and_reloads_in_a_fresh_process(
         np.testing.assert_array_equal(out[f"arr_{i}"], w.numpy())
 
 
-def test_bad_input_is_a_clear_error():
+def test_bad_input_is_a_clear_error(dense_classifier):
     clf = dense_classifier()
     with pytest.raises(TypeError, match="one layer name"):
         CDANModel(clf, ["hidden"])

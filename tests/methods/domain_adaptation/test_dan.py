@@ -5,28 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.data import load_dataset
 from kerastransfer.losses import MultiKernelMMD
 from kerastransfer.methods.domain_adaptation import AdaptationRamp, DANModel, paired_dataset
 from kerastransfer.optimizers import neon_optimizer
-
-
-def tiny_classifier(input_shape=(8, 8, 1), seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(input_shape, name="image")
-    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
-    outputs = keras.layers.Dense(3, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
-def arrays(n, shift, seed, shape=(8, 8, 1)):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n).astype("int64")
-    x = np.clip(rng.normal(80 + 40 * y[:, None, None, None] + shift, 30, (n, *shape)), 0, 255)
-    return x.astype("uint8"), y
 
 
 def compiled(model, optimizer=None):
@@ -42,11 +23,11 @@ def weights(model):
     return [w.numpy().copy() for w in model.classifier.weights]
 
 
-def test_fit_moves_weights_logs_mmd_and_adaptation_lowers_the_gap():
-    source, target = arrays(96, 0, 0), arrays(96, 60, 1)[0]
+def test_fit_moves_weights_logs_mmd_and_adaptation_lowers_the_gap(image_classifier, toy_domain):
+    source, target = toy_domain(96, 0, 0), toy_domain(96, 60, 1)[0]
     gaps = {}
     for weight in (0.0, 10.0):
-        model = compiled(DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=weight))
+        model = compiled(DANModel(image_classifier(), ["hidden"], domain_loss_weight=weight))
         before = weights(model)
         ds = paired_dataset(source, target, batch_size=32, seed=0)
         history = model.fit(ds, epochs=6, verbose=0)
@@ -56,52 +37,41 @@ def test_fit_moves_weights_logs_mmd_and_adaptation_lowers_the_gap():
     assert gaps[10.0] < 0.5 * gaps[0.0], gaps
 
 
-def test_zero_weight_trains_exactly_like_the_source_only_classifier():
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+def test_zero_weight_trains_exactly_like_the_source_only_classifier(image_classifier, toy_domain):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     ds = paired_dataset(source, target, batch_size=32, shuffle=False)
-    dan = compiled(DANModel(tiny_classifier(seed=3), ["hidden"], domain_loss_weight=0.0))
+    dan = compiled(DANModel(image_classifier(seed=3), ["hidden"], domain_loss_weight=0.0))
     dan.fit(ds, epochs=2, verbose=0)
-    plain = compiled(tiny_classifier(seed=3))
+    plain = compiled(image_classifier(seed=3))
     plain.fit(ds.map(lambda x, y: (x[0], y)), epochs=2, verbose=0)
     for a, b in zip(dan.classifier.weights, plain.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_shuffled_target_labels_give_identical_weights(tmp_path):
-    x_s, y_s = arrays(64, 0, 0)
-    x_t, y_t = arrays(64, 60, 1)
-    trained = []
-    for i, labels in enumerate((y_t, np.random.default_rng(9).permutation(y_t))):
-        path = tmp_path / f"target{i}.npz"
-        np.savez(path, x_train=x_t, y_train=labels, x_test=x_t[:8], y_test=labels[:8])
-        target = load_dataset(str(path), validation_split=0)
-        keras.utils.set_random_seed(0)  # tf.data shuffling reads the global seed too
-        ds = paired_dataset((x_s, y_s), target, batch_size=32, drop_target_labels=True)
-        # The pipeline has no place for target labels: images, images, source labels.
-        assert [tuple(s.shape) for s in tf.nest.flatten(ds.element_spec)] == [
-            (32, 8, 8, 1),
-            (32, 8, 8, 1),
-            (32,),
-        ]
-        model = compiled(DANModel(tiny_classifier(), ["hidden", "probabilities"]))
-        model.fit(ds, epochs=2, verbose=0)
-        trained.append(weights(model))
-    for a, b in zip(*trained):
+def test_shuffled_target_labels_give_identical_weights(
+    weights_under_shuffled_target_labels, image_classifier
+):
+    first, second = weights_under_shuffled_target_labels(
+        lambda: compiled(DANModel(image_classifier(), ["hidden", "probabilities"]))
+    )
+    for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
-def test_target_labels_in_a_batch_are_refused():
-    (x_s, y_s), (x_t, y_t) = arrays(8, 0, 0), arrays(8, 60, 1)
-    model = compiled(DANModel(tiny_classifier(), ["hidden"]))
+def test_target_labels_in_a_batch_are_refused(image_classifier, toy_domain):
+    (x_s, y_s), (x_t, y_t) = toy_domain(8, 0, 0), toy_domain(8, 60, 1)
+    model = compiled(DANModel(image_classifier(), ["hidden"]))
     with pytest.raises(ValueError, match="source labels alone"):
         model.fit((x_s, x_t), (y_s, y_t), batch_size=8, verbose=0)
     with pytest.raises(ValueError, match="images only"):
         model((x_s.astype("float32"), (x_t.astype("float32"), y_t)))
 
 
-def test_neon_optimizer_map_keeps_the_backbone_bit_identical_under_a_ramp():
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
-    model = DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=AdaptationRamp(4))
+def test_neon_optimizer_map_keeps_the_backbone_bit_identical_under_a_ramp(
+    image_classifier, toy_domain
+):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
+    model = DANModel(image_classifier(), ["hidden"], domain_loss_weight=AdaptationRamp(4))
     compiled(model, neon_optimizer(["conv"], keras.optimizers.SGD(0.05, momentum=0.9)))
     conv, head = (
         model.classifier.get_layer(n).kernel.numpy().copy() for n in ("conv", "probabilities")
@@ -113,9 +83,9 @@ def test_neon_optimizer_map_keeps_the_backbone_bit_identical_under_a_ramp():
     assert float(model.scheduled(model.domain_loss_weight)) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_callbacks_see_the_mmd_and_drive_the_learning_rate():
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
-    model = compiled(DANModel(tiny_classifier(), ["hidden"]), keras.optimizers.SGD(0.1))
+def test_callbacks_see_the_mmd_and_drive_the_learning_rate(image_classifier, toy_domain):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
+    model = compiled(DANModel(image_classifier(), ["hidden"]), keras.optimizers.SGD(0.1))
     seen = []
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / (epoch + 1)),
@@ -128,21 +98,21 @@ def test_callbacks_see_the_mmd_and_drive_the_learning_rate():
     assert float(model.optimizer.learning_rate) == pytest.approx(0.1 / 3)
 
 
-def test_trains_under_mirrored_strategy(mirrored):
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+def test_trains_under_mirrored_strategy(mirrored, image_classifier, toy_domain):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     with mirrored.scope():
-        model = compiled(DANModel(tiny_classifier(), ["hidden"], domain_loss_weight=1.0))
+        model = compiled(DANModel(image_classifier(), ["hidden"], domain_loss_weight=1.0))
     before = weights(model)
     history = model.fit(paired_dataset(source, target, batch_size=16), epochs=2, verbose=0)
     assert np.isfinite(history.history["mmd"]).all() and history.history["mmd"][-1] > 0
     assert any(not np.array_equal(a, b) for a, b in zip(before, weights(model)))
 
 
-def test_mixed_precision_trains_with_float32_mmd():
-    source, target = arrays(32, 0, 0), arrays(32, 60, 1)[0]
+def test_mixed_precision_trains_with_float32_mmd(image_classifier, toy_domain):
+    source, target = toy_domain(32, 0, 0), toy_domain(32, 60, 1)[0]
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = compiled(DANModel(tiny_classifier(), ["hidden"]))
+        model = compiled(DANModel(image_classifier(), ["hidden"]))
         history = model.fit(paired_dataset(source, target, batch_size=16), epochs=1, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -161,11 +131,13 @@ print(type(model).__name__, model.mmd.estimate, model.domain_loss_weight.total_s
 """
 
 
-def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path, run_python):
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(
+    tmp_path, run_python, image_classifier, toy_domain
+):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     model = compiled(
         DANModel(
-            tiny_classifier(),
+            image_classifier(),
             ["conv", "hidden"],
             domain_loss_weight=AdaptationRamp(8, maximum=2.0),
             mmd=MultiKernelMMD(estimate="linear"),
@@ -188,8 +160,8 @@ def test_saves_and_reloads_in_a_fresh_process_without_unsafe_mode(tmp_path, run_
     assert int(again.optimizer.iterations) == 4
 
 
-def test_bad_input_is_a_clear_error():
-    clf = tiny_classifier()
+def test_bad_input_is_a_clear_error(image_classifier):
+    clf = image_classifier()
     with pytest.raises(ValueError, match=r"\['nope'\] are not layers"):
         DANModel(clf, ["hidden", "nope"])
     with pytest.raises(ValueError, match="must be a finite number >= 0"):
@@ -203,14 +175,14 @@ def test_bad_input_is_a_clear_error():
         model((np.zeros((2, 8, 8, 1), "float32"), np.zeros((2, 6, 6, 1), "float32")))
 
 
-def test_fit_names_bad_halves_and_labels_before_training():
-    model = DANModel(tiny_classifier(), ["hidden"])
+def test_fit_names_bad_halves_and_labels_before_training(image_classifier, toy_domain):
+    model = DANModel(image_classifier(), ["hidden"])
     model.compile("adam", "sparse_categorical_crossentropy")
-    (xs, ys), (xt, _) = arrays(8, 0, 1), arrays(8, 40, 2)
+    (xs, ys), (xt, _) = toy_domain(8, 0, 1), toy_domain(8, 40, 2)
     with pytest.raises(ValueError) as e:
         model.fit((xs, xt), ys + 3, epochs=1, verbose=0)
     assert str(e.value).startswith("The source labels `y` must be class ids in 0..2")
-    big = arrays(8, 40, 2, shape=(9, 9, 1))[0]
+    big = toy_domain(8, 40, 2, shape=(9, 9, 1))[0]
     with pytest.raises(ValueError) as e:
         model.fit((xs, big), ys, epochs=1, verbose=0)
     assert str(e.value).startswith("The target images of `x` must be of shape (8, 8, 1)")

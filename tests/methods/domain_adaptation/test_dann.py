@@ -8,14 +8,6 @@ import tensorflow as tf
 from kerastransfer.methods.domain_adaptation import AdaptationRamp, DANNModel
 
 
-def tiny_classifier(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6,), name="x")
-    hidden = keras.layers.Dense(8, activation="tanh", name="hidden")(inputs)
-    outputs = keras.layers.Dense(3, activation="softmax", name="probabilities")(hidden)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
 def data(n=64, seed=0):
     rng = np.random.default_rng(seed)
     x_s = rng.normal(size=(n, 6)).astype("float32")
@@ -25,8 +17,8 @@ def data(n=64, seed=0):
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.5])
-def test_features_get_minus_lambda_times_the_domain_gradient(scale):
-    model = DANNModel(tiny_classifier(), "hidden", reversal_scale=scale, discriminator_dropout=0)
+def test_features_get_minus_lambda_times_the_domain_gradient(scale, dense_classifier):
+    model = DANNModel(dense_classifier(), "hidden", reversal_scale=scale, discriminator_dropout=0)
     x_s, x_t, _ = data(16)
     x = np.concatenate([x_s, x_t])
     hidden = model.classifier.get_layer("hidden")
@@ -46,9 +38,9 @@ def test_features_get_minus_lambda_times_the_domain_gradient(scale):
         np.testing.assert_allclose(r.numpy(), p.numpy(), rtol=1e-6, atol=1e-8)
 
 
-def test_fit_logs_domain_metrics_and_the_discriminator_learns():
+def test_fit_logs_domain_metrics_and_the_discriminator_learns(dense_classifier):
     x_s, x_t, y_s = data(128)
-    model = DANNModel(tiny_classifier(), "hidden", reversal_scale=0.0, discriminator_units=(16,))
+    model = DANNModel(dense_classifier(), "hidden", reversal_scale=0.0, discriminator_units=(16,))
     model.compile(
         keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
@@ -60,11 +52,11 @@ def test_fit_logs_domain_metrics_and_the_discriminator_learns():
     assert history.history["domain_loss"][-1] < history.history["domain_loss"][0]
 
 
-def test_trains_under_mirrored_strategy_and_saves(mirrored, tmp_path):
+def test_trains_under_mirrored_strategy_and_saves(mirrored, tmp_path, dense_classifier):
     x_s, x_t, y_s = data(64)
     with mirrored.scope():
         model = DANNModel(
-            tiny_classifier(),
+            dense_classifier(),
             "hidden",
             reversal_scale=AdaptationRamp(8),
             discriminator_units=(16, 16),
@@ -86,8 +78,8 @@ def test_trains_under_mirrored_strategy_and_saves(mirrored, tmp_path):
     )
 
 
-def test_bad_input_is_a_clear_error():
-    clf = tiny_classifier()
+def test_bad_input_is_a_clear_error(dense_classifier):
+    clf = dense_classifier()
     with pytest.raises(TypeError, match="one layer name"):
         DANNModel(clf, ["hidden"])
     with pytest.raises(ValueError, match="are not layers"):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastransfer.data import load_dataset
 from kerastransfer.losses import minimum_class_confusion
 from kerastransfer.methods.domain_adaptation import (
     AdaptationRamp,
@@ -15,33 +14,6 @@ from kerastransfer.methods.domain_adaptation import (
     MCCModel,
     paired_dataset,
 )
-
-
-def dense_classifier(logits=False, seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((6,), name="x")
-    h = keras.layers.Dense(8, activation="tanh", name="hidden")(inputs)
-    activation = None if logits else "softmax"
-    outputs = keras.layers.Dense(4, activation=activation, name="probabilities")(h)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
-def image_classifier(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Rescaling(1 / 255, name="rescale")(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
-    outputs = keras.layers.Dense(3, activation="softmax", dtype="float32", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="tiny")
-
-
-def arrays(n, shift, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n).astype("int64")
-    x = np.clip(rng.normal(80 + 40 * y[:, None, None, None] + shift, 30, (n, 8, 8, 1)), 0, 255)
-    return x.astype("uint8"), y
 
 
 def compiled(model):
@@ -82,17 +54,17 @@ def test_loss_matches_the_formula_from_logits_and_from_probabilities(temperature
     assert np.isfinite(gradient).all() and np.abs(gradient).max() > 0
 
 
-def test_models_add_the_weighted_loss_of_the_target_half():
+def test_models_add_the_weighted_loss_of_the_target_half(dense_classifier):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(10, 6)).astype("float32")  # 6 source rows, 4 target rows
-    mcc = MCCModel(dense_classifier(logits=True), mcc_weight=0.7, temperature=2.0)
+    mcc = MCCModel(dense_classifier(classes=4, logits=True), mcc_weight=0.7, temperature=2.0)
     logits = mcc.classifier(x).numpy()
     loss = mcc.adaptation_loss(logits, [], 6)
     assert float(loss) == pytest.approx(0.7 * mcc_numpy(logits[6:], 2.0), rel=1e-5)
     assert float(mcc.mcc_tracker.result()) == pytest.approx(mcc_numpy(logits[6:], 2.0), rel=1e-5)
 
     # Any method takes `mcc_weight`: DANN's domain loss plus 0.5 x MCC of its target predictions.
-    dann = DANNModel(dense_classifier(), "hidden", discriminator_dropout=0, mcc_weight=0.5)
+    dann = DANNModel(dense_classifier(classes=4), "hidden", discriminator_dropout=0, mcc_weight=0.5)
     probabilities, hidden = dann.taps(x)  # the classifier's output and the tapped layer's
     probabilities = probabilities.numpy()
     domain = float(dann.domain_loss([hidden], 6))
@@ -101,11 +73,11 @@ def test_models_add_the_weighted_loss_of_the_target_half():
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     again = DANNModel.from_config(dann.get_config())
     assert (again.mcc_weight, again.temperature) == (0.5, 2.5)
-    assert "mcc_weight" not in DANModel(dense_classifier(), "hidden").get_config()
+    assert "mcc_weight" not in DANModel(dense_classifier(classes=4), "hidden").get_config()
 
 
-def test_fit_moves_weights_and_logs_the_mcc_loss():
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+def test_fit_moves_weights_and_logs_the_mcc_loss(image_classifier, toy_domain):
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     model = compiled(MCCModel(image_classifier(), mcc_weight=AdaptationRamp(4)))
     before = [w.numpy().copy() for w in model.classifier.weights]
     history = model.fit(paired_dataset(source, target, batch_size=32), epochs=2, verbose=0)
@@ -119,20 +91,13 @@ def test_fit_moves_weights_and_logs_the_mcc_loss():
     assert sorted(history.history) == ["loss", "mcc_loss", "mmd"]
 
 
-def test_shuffled_target_labels_give_identical_weights(tmp_path):
-    x_s, y_s = arrays(64, 0, 0)
-    x_t, y_t = arrays(64, 60, 1)
-    trained = []
-    for i, labels in enumerate((y_t, np.random.default_rng(9).permutation(y_t))):
-        path = tmp_path / f"target{i}.npz"
-        np.savez(path, x_train=x_t, y_train=labels, x_test=x_t[:8], y_test=labels[:8])
-        target = load_dataset(str(path), validation_split=0)
-        keras.utils.set_random_seed(0)  # tf.data shuffling reads the global seed too
-        ds = paired_dataset((x_s, y_s), target, batch_size=32, drop_target_labels=True)
-        model = compiled(MCCModel(image_classifier()))
-        model.fit(ds, epochs=2, verbose=0)
-        trained.append([w.numpy().copy() for w in model.weights])
-    for a, b in zip(*trained):
+def test_shuffled_target_labels_give_identical_weights(
+    weights_under_shuffled_target_labels, image_classifier
+):
+    first, second = weights_under_shuffled_target_labels(
+        lambda: compiled(MCCModel(image_classifier()))
+    )
+    for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
 
 
@@ -147,9 +112,9 @@ print(type(model).__name__, model.mcc_weight.total_steps, model.temperature, mod
 
 
 def test_trains_under_mirrored_strategy_and_reloads_in_a_fresh_process(
-    mirrored, tmp_path, run_python
+    mirrored, tmp_path, run_python, image_classifier, toy_domain
 ):
-    source, target = arrays(64, 0, 0), arrays(64, 60, 1)[0]
+    source, target = toy_domain(64, 0, 0), toy_domain(64, 60, 1)[0]
     with mirrored.scope():
         model = compiled(
             MCCModel(image_classifier(), mcc_weight=AdaptationRamp(8), temperature=3.0)
@@ -170,8 +135,8 @@ def test_trains_under_mirrored_strategy_and_reloads_in_a_fresh_process(
     )
 
 
-def test_bad_input_is_a_clear_error():
-    clf = dense_classifier()
+def test_bad_input_is_a_clear_error(dense_classifier):
+    clf = dense_classifier(classes=4)
     for temperature in (0, -1.0, float("inf")):
         with pytest.raises(ValueError, match="`temperature` must be a finite number > 0"):
             MCCModel(clf, temperature=temperature)

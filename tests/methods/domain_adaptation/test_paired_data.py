@@ -115,3 +115,12 @@ def test_a_transfer_data_gives_the_batches_of_its_arrays_epoch_after_epoch():
             np.testing.assert_array_equal(xs.numpy(), xs2.numpy())
             np.testing.assert_array_equal(xt.numpy(), xt2.numpy())
             np.testing.assert_array_equal(y.numpy(), y2.numpy())
+
+
+def test_domains_of_different_class_counts_are_refused():
+    mnist = load_dataset("embedded:mnist", samples_per_class=5)
+    five = load_dataset("embedded:usps", image_shape=(28, 28, 1), classes=[0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="has 10 classes and the target .* has 5: DAN, DANN"):
+        paired_dataset(mnist, five, batch_size=8, drop_target_labels=True)
+    same = load_dataset("embedded:usps", image_shape=(28, 28, 1), samples_per_class=5)
+    assert paired_dataset(mnist, same, batch_size=8, drop_target_labels=True) is not None
