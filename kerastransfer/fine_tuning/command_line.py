@@ -19,7 +19,7 @@ import difflib
 import math
 
 from kerastransfer.fine_tuning.devices import PRECISIONS
-from kerastransfer.fine_tuning.fine_tune_config import METHODS, FineTuneConfig
+from kerastransfer.fine_tuning.fine_tune_config import METHODS, PEFT_METHODS, FineTuneConfig
 from kerastransfer.methods.bpa.dempster_shafer import GAMMA_FUNCTIONALS
 
 
@@ -112,9 +112,19 @@ def _rate_or_find(text):
     return "find" if text == "find" else positive_float(text)
 
 
+def layer_patterns(text):
+    """argparse type: comma-separated layer names or patterns, as a tuple."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer names or patterns, got {text!r}"
+        )
+    return names
+
+
 # FineTuneConfig field -> (argparse type or choices, help); switches (bool fields) take no value.
 _CONFIG_FLAGS = {
-    "method": (METHODS, "the transfer method"),
+    "method": ((*METHODS, *PEFT_METHODS), "the transfer method"),
     "learning_rate": (_rate_or_find, "rate of the new layers, or `find` (range test)"),
     "imported_rate": (
         fraction(high_open=False),
@@ -126,6 +136,14 @@ _CONFIG_FLAGS = {
     "bpa": (bool, "add BPA gradient costs to the method"),
     "gamma": (GAMMA_FUNCTIONALS, "BPA's Gamma functional"),
     "train_normalization": (bool, "train the body's normalization layers"),
+    "rank": (positive_int, "rank of the LoRA/DoRA updates (default 8; methods lora, dora)"),
+    "lora_alpha": (positive_float, "LoRA/DoRA updates scaled by lora-alpha/rank (default: rank)"),
+    "lora_dropout": (fraction(), "dropout on the LoRA/DoRA adapter path's input"),
+    "lora_targets": (
+        layer_patterns,
+        "backbone layers to adapt: comma-separated names or patterns (default: every Dense and "
+        "convolution)",
+    ),
     "head_width": (non_negative_int, "units of a ReLU layer before the classifier (0: none)"),
     "dropout": (fraction(), "dropout before the classifier"),
     "warmup_epochs": (non_negative_int, "head warm-up epochs at most (on frozen features)"),
@@ -204,6 +222,8 @@ def fit_command_line(source, data, config, *, always=()):
             parts += [flag] if value else []
         elif isinstance(value, float):
             parts += [flag, f"{value:g}" if float(f"{value:g}") == value else repr(value)]
+        elif isinstance(value, tuple):  # layer patterns
+            parts += [flag, ",".join(getattr(v, "__name__", str(v)) for v in value)]
         else:
             parts += [flag, str(value)]
     return " ".join([*parts, "--seed", str(config.seed)])

@@ -13,21 +13,36 @@ Example:
 Traceback (most recent call last):
 ...
 ValueError: `method` must be one of neon, discriminative, ... Received: 'fast'
+>>> FineTuneConfig(method="lora").effective_rank, FineTuneConfig(method="lora", rank=4).rank
+(8, 4)
+>>> FineTuneConfig(method="neon", rank=4)
+Traceback (most recent call last):
+...
+ValueError: `rank` applies to methods 'lora' and 'dora' only. Received: rank=4 with method 'neon'
 """
 
 import dataclasses
+import math
 import numbers
 
 from kerastransfer.methods.bpa.dempster_shafer import GAMMA_FUNCTIONALS
 
+# The whole-network methods (the transfer search's), then the parameter-efficient ones.
 METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
-# The imported layers' rate as a multiple of `learning_rate`, by method.
+PEFT_METHODS = ("lora", "dora", "bitfit")
+LORA_METHODS = ("lora", "dora")  # the methods `rank`, `lora_alpha`, ... apply to
+DEFAULT_RANK = 8
+# The imported layers' rate as a multiple of `learning_rate`, by method (the adapters and biases
+# of a parameter-efficient method train at `learning_rate`).
 DEFAULT_IMPORTED_RATE = {
     "neon": 0.0,
     "discriminative": 0.1,
     "layerwise_decay": 0.1,
     "gradual": 1.0,
     "bpa": 1.0,
+    "lora": 1.0,
+    "dora": 1.0,
+    "bitfit": 1.0,
 }
 APPLICATION_IMAGE_SIZE = 96  # input height and width of a keras.applications target
 
@@ -37,7 +52,8 @@ class FineTuneConfig:
     """What a fine-tuning run trains, and how: each field a `fine_tune` argument of the same name.
 
     Attributes:
-        method: one of `METHODS` (see `kerastransfer.fine_tuning`).
+        method: one of `METHODS` or `PEFT_METHODS` ("lora", "dora", "bitfit"; see
+            `kerastransfer.fine_tuning`).
         learning_rate: Adam rate of the new layers (the top group), or "find": the learning-rate
             range test (`callbacks.LRFinder`) on the warmed-up model picks it.
         imported_rate: rate of the imported layers as a multiple of `learning_rate`; 0 is the
@@ -48,7 +64,15 @@ class FineTuneConfig:
         bpa, gamma: add BPA gradient costs (always on for method "bpa") with this Gamma
             functional, "agreement" or "paper".
         train_normalization: train the body's normalization layers (default: inference mode
-            with the source's statistics).
+            with the source's statistics); with "bitfit" their gamma and beta join the biases,
+            with "lora" and "dora" the normalization layers train fully beside the adapters.
+        rank: r of the LoRA/DoRA updates (default `DEFAULT_RANK`); a layer whose kernel takes
+            less (a 3x3 depthwise kernel: 9) gets its largest rank. Methods "lora", "dora" only.
+        lora_alpha: the updates are scaled by lora_alpha / rank (None: 1, alpha = rank).
+        lora_dropout: dropout rate on the input of the adapter path (training only).
+        lora_targets: names or `fnmatch` patterns (on names or paths such as
+            "mobilenetv2_1.00_96/block_1_*") of the backbone layers to adapt, or layer classes;
+            None: every Dense, Conv2D, DepthwiseConv2D and SeparableConv2D of the backbone.
         head_width, dropout: units of a new ReLU layer before the classifier (0: none), and the
             dropout rate before the classifier (`surgery.replace_head`).
         warmup_epochs, warmup_learning_rate: the head's warm-up on frozen features (at most
@@ -70,6 +94,10 @@ class FineTuneConfig:
     bpa: bool = False
     gamma: str = "agreement"
     train_normalization: bool = False
+    rank: int | None = None
+    lora_alpha: float | None = None
+    lora_dropout: float = 0.0
+    lora_targets: tuple | None = None
     head_width: int = 0
     dropout: float = 0.2
     warmup_epochs: int = 200
@@ -84,10 +112,12 @@ class FineTuneConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if self.method not in (*METHODS, *PEFT_METHODS):
             raise ValueError(
-                f"`method` must be one of {', '.join(METHODS)}. Received: {self.method!r}"
+                f"`method` must be one of {', '.join((*METHODS, *PEFT_METHODS))}. "
+                f"Received: {self.method!r}"
             )
+        self._check_peft()
         rate = self.imported_rate
         if rate is not None and not (isinstance(rate, numbers.Real) and 0 <= rate <= 1):
             raise ValueError(f"`imported_rate` must be in [0, 1]. Received: {rate!r}")
@@ -105,6 +135,69 @@ class FineTuneConfig:
             raise ValueError(
                 f"`gamma` must be one of {', '.join(GAMMA_FUNCTIONALS)}. Received: {self.gamma!r}"
             )
+
+    def _check_peft(self):
+        rank, alpha, dropout, targets = (
+            self.rank,
+            self.lora_alpha,
+            self.lora_dropout,
+            self.lora_targets,
+        )
+        if rank is not None and (
+            isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or rank < 1
+        ):
+            raise ValueError(f"`rank` must be an integer >= 1. Received: rank={rank!r}")
+        if alpha is not None and not (
+            isinstance(alpha, numbers.Real) and not isinstance(alpha, bool) and 0 < alpha < math.inf
+        ):
+            raise ValueError(f"`lora_alpha` must be None or > 0. Received: lora_alpha={alpha!r}")
+        if isinstance(dropout, bool) or not (
+            isinstance(dropout, numbers.Real) and 0 <= dropout < 1
+        ):
+            raise ValueError(
+                f"`lora_dropout` must be a number in [0, 1). Received: lora_dropout={dropout!r}"
+            )
+        if targets is not None:
+            single = isinstance(targets, (str, type)) or not hasattr(targets, "__iter__")
+            targets = (targets,) if single else tuple(targets)
+            if not targets or not all(isinstance(t, (str, type)) and t for t in targets):
+                raise ValueError(
+                    "`lora_targets` must be None or layer names, patterns or classes. "
+                    f"Received: lora_targets={self.lora_targets!r}"
+                )
+            object.__setattr__(self, "lora_targets", targets)  # hashable, as the config is
+        if self.method not in LORA_METHODS:
+            for name, value, default in (
+                ("rank", rank, None),
+                ("lora_alpha", alpha, None),
+                ("lora_dropout", dropout, 0.0),
+                ("lora_targets", targets, None),
+            ):
+                if value != default:
+                    raise ValueError(
+                        f"`{name}` applies to methods 'lora' and 'dora' only. Received: "
+                        f"{name}={value!r} with method '{self.method}'"
+                    )
+        if self.method in PEFT_METHODS:
+            if self.imported_rate is not None:
+                raise ValueError(
+                    f"`imported_rate` does not apply to method '{self.method}' (its adapters or "
+                    "biases train at `learning_rate`, like the new head): leave it None. "
+                    f"Received: {self.imported_rate!r}"
+                )
+            if self.bpa:
+                raise ValueError(
+                    f"`bpa` cannot be combined with method '{self.method}': BPA scales the "
+                    "gradients of the first convolution's filters, which it leaves frozen. "
+                    "Received: bpa=True"
+                )
+
+    @property
+    def effective_rank(self):
+        """`rank`, or `DEFAULT_RANK` when it is None, for "lora" and "dora"; else None."""
+        if self.method not in LORA_METHODS:
+            return None
+        return DEFAULT_RANK if self.rank is None else int(self.rank)
 
     @property
     def effective_imported_rate(self):

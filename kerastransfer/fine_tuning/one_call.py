@@ -14,6 +14,7 @@ from kerastransfer.fine_tuning.devices import (
     resolve_precision,
 )
 from kerastransfer.fine_tuning.fine_tune_config import FineTuneConfig
+from kerastransfer.fine_tuning.parameter_efficient import adapt_transfer_model, serving_model
 from kerastransfer.fine_tuning.report import FineTuneResult
 from kerastransfer.fine_tuning.training import load_data, train_transfer_model
 from kerastransfer.fine_tuning.transfer_model import build_transfer_model, target_input_shape
@@ -60,16 +61,18 @@ def fine_tune(
         config: a `FineTuneConfig`: the method, rates, levels, head, warm-up, epochs, input
             size, data loading and seed (default: `FineTuneConfig()`'s defaults).
         **choices: any field of `FineTuneConfig` (`method`, `learning_rate`, `imported_rate`,
-            `frozen_levels`, `groups`, `every`, `bpa`, `gamma`, `train_normalization`,
-            `head_width`, `dropout`, `warmup_epochs`, `warmup_learning_rate`, `epochs`,
-            `patience`, `image_size`, `channels`, `samples_per_class`, `validation_split`,
-            `batch_size`, `seed`), replacing `config`'s; its docstring says what each does.
+            `frozen_levels`, `groups`, `every`, `bpa`, `gamma`, `train_normalization`, `rank`,
+            `lora_alpha`, `lora_dropout`, `lora_targets`, `head_width`, `dropout`,
+            `warmup_epochs`, `warmup_learning_rate`, `epochs`, `patience`, `image_size`,
+            `channels`, `samples_per_class`, `validation_split`, `batch_size`, `seed`),
+            replacing `config`'s; its docstring says what each does.
         weights: the source application's weights: "imagenet" or a weights file (no top).
         backup_dir: resume an interrupted run from here, to the uninterrupted result
             (`kerastransfer.callbacks.BackupAndRestore`).
         log_dir: TensorBoard logs.
         export: a folder to write the serving export to; `export_formats` among
-            "saved_model", "onnx", "litert".
+            "saved_model", "onnx", "litert". For "lora" and "dora" the export serves the merged
+            model (`methods.peft.merge_adapters`: the base architecture, no adapter layer).
         callbacks: more `keras.callbacks` for the fine-tuning `fit`.
         verbose: 0 silent, 1 progress bars and the report, 2 one line per epoch.
         distribution: the devices: `None`/"auto" (a `tf.distribute.MirroredStrategy` over the
@@ -87,7 +90,10 @@ def fine_tune(
             instead of stopping at the first, which is otherwise named in a `ValueError`.
 
     Returns:
-        A `FineTuneResult` (`model`, `report`, `data`).
+        A `FineTuneResult` (`model`, `report`, `data`). For "lora" and "dora" `model` holds the
+        `AdaptedLayer`s (`merge_adapters(model)` gives the plain model; its `.keras` file loads
+        where `kerastransfer` is imported); for "bitfit" it is a plain model whose per-variable
+        `trainable` flags a `.keras` file does not keep.
     """
     start = time.perf_counter()
     config = (config or FineTuneConfig()).replace(**choices)
@@ -102,7 +108,8 @@ def fine_tune(
     source, data = source_and_data(
         source, data, config, augment=augment, cache=cache, skip_unreadable=skip_unreadable
     )
-    # the model, the optimizer map, warm-up, LR finder, unfreezing and BPA: under the strategy
+    # the model, its adapters, the optimizer map, warm-up, LR finder, unfreezing and BPA: under
+    # the strategy (and the dtype policy)
     with read_errors_named(data), precision_scope(precision) as policy, strategy.scope():
         model, body, head, imported = build_transfer_model(
             source,
@@ -112,6 +119,7 @@ def fine_tune(
             dropout=config.dropout,
             weights=weights,
         )
+        model, body, head = adapt_transfer_model(model, body, head, config)
         report = train_transfer_model(
             model,
             body,
@@ -129,7 +137,8 @@ def fine_tune(
         from kerastransfer.export import export_serving
 
         report.export_path = export_serving(
-            float32_copy(model),  # a mixed-precision model is served in float32
+            # adapters merged into the base architecture; a mixed-precision model in float32
+            float32_copy(serving_model(model)),
             export,
             raw_shape=data.info.image_shape,
             formats=export_formats,

@@ -8,7 +8,14 @@ import keras
 
 @dataclasses.dataclass
 class FineTuneReport:
-    """What `fine_tune` did: imports, rates, epochs, accuracies and times."""
+    """What `fine_tune` did: imports, rates, epochs, accuracies and times.
+
+    `trainable_parameters` counts the scalars fine-tuning updates (the trainable weights at a
+    rate above 0: not neon's imported layers, at rate 0), `total_parameters` every scalar of the
+    network (non-trainable statistics, and the adapters of "lora" and "dora", included), both
+    at the end of fine-tuning (after gradual unfreezing); `adaptation` says what a
+    parameter-efficient method trains in the backbone.
+    """
 
     source: str
     method: str
@@ -18,6 +25,9 @@ class FineTuneReport:
     new_layers: list
     frozen: list
     groups: dict
+    trainable_parameters: int = 0
+    total_parameters: int = 0
+    adaptation: str = None
     warmup_epochs: int = 0
     epochs: int = 0
     best_epoch: int = 0
@@ -43,8 +53,15 @@ class FineTuneReport:
         ]
         if self.frozen:
             lines.append(f"  frozen (trainable=False): {len(self.frozen)} layers")
+        if self.adaptation:
+            lines.append(f"  backbone trains: {self.adaptation}")
         for name, (rate, count) in self.groups.items():
             lines.append(f"  group {name:<16} lr {rate:<10.3g} {count} variables")
+        if self.total_parameters:
+            trained, total = self.trainable_parameters, self.total_parameters
+            lines.append(
+                f"  trainable parameters: {trained:,} of {total:,} ({_percent(trained, total)})"
+            )
         if self.replicas != 1 or self.precision != "float32":
             lines.append(f"  {self.replicas} replicas, dtype policy {self.precision}")
         lines.append(
@@ -60,6 +77,12 @@ class FineTuneReport:
         if self.export_path:
             lines.append(f"  exported to {self.export_path}")
         return "\n".join(lines)
+
+
+def _percent(part, whole):
+    """`part / whole` as a percentage: one decimal, two significant digits below 0.1%."""
+    value = 100 * part / whole
+    return f"{value:.1f}%" if value >= 0.1 or value == 0 else f"{value:.2g}%"
 
 
 @dataclasses.dataclass

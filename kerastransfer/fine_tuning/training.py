@@ -12,6 +12,11 @@ from kerastransfer.callbacks.epoch_seeding import EpochSeeding
 from kerastransfer.callbacks.gradual_unfreezing import GradualUnfreezing
 from kerastransfer.callbacks.learning_rate_logger import LearningRateLogger, group_learning_rates
 from kerastransfer.fine_tuning.fine_tune_config import FineTuneConfig
+from kerastransfer.fine_tuning.parameter_efficient import (
+    check_adapted,
+    check_backbone_trains,
+    describe_adaptation,
+)
 from kerastransfer.fine_tuning.report import FineTuneReport
 from kerastransfer.fine_tuning.warmup import warm_up_head
 from kerastransfer.optimizers import (
@@ -89,6 +94,24 @@ def describe_groups(optimizer, model):
     return {name: (rate, counts.get(id(opt), 0)) for (name, rate), opt in zip(rates.items(), subs)}
 
 
+def count_parameters(optimizer, model):
+    """(trained, total): the scalars of `model.trainable_variables` that `optimizer` updates at
+    a rate above 0 (neon's imported layers, at rate 0, are not counted), and of `model.weights`
+    (non-trainable ones included)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    subs = getattr(optimizer, "optimizers", None) or [optimizer]
+    rates = dict(zip(map(id, subs), group_learning_rates(optimizer).values()))
+
+    def trained(v):
+        sub = optimizer.optimizer_for(v) if hasattr(optimizer, "optimizer_for") else optimizer
+        return rates.get(id(sub), 1.0) > 0
+
+    def size(variables):
+        return int(sum(np.prod(v.shape, dtype=np.int64) for v in variables))
+
+    return size(v for v in model.trainable_variables if trained(v)), size(model.weights)
+
+
 def train_transfer_model(
     model,
     body,
@@ -110,9 +133,12 @@ def train_transfer_model(
 
     Call it in the `tf.distribute` strategy scope the model was built in (`fine_tune` does); a
     `mixed_float16` model trains with a `keras.optimizers.LossScaleOptimizer` around the map.
+    For a parameter-efficient method (`PEFT_METHODS`) pass the three parts that
+    `adapt_transfer_model` returns.
     """
     config = config or FineTuneConfig()
     method = config.effective_method
+    check_adapted(model, head, config)
     imported = list(report.imported)
     new_layers = [ly.name for ly in iter_layers(model) if ly.weights and ly.name not in imported]
     resuming = backup_dir is not None and backed_up_epochs(backup_dir) > 0
@@ -131,6 +157,7 @@ def train_transfer_model(
         )
     warmup_s = time.perf_counter() - start
     frozen, body_levels = _freeze(model, body, new_layers, config)
+    check_backbone_trains(model, head, config)
     # a resumed run takes the rate the range test chose from the backup (the optimizer's state)
     train_model, found = _compile(model, head, imported, data, config, verbose, resuming)
     steps = [*_callbacks(data, config, body_levels, backup_dir, log_dir, verbose), *callbacks]
@@ -150,6 +177,7 @@ def train_transfer_model(
     if found is None and config.learning_rate == "find":  # resumed: the backup's choice
         found = _learning_rate(train_model)
     groups = describe_groups(train_model.optimizer, model)
+    trained, total = count_parameters(train_model.optimizer, model)
     val_losses = history.history.get("val_loss", [])
     use_bpa = method == "bpa" or config.bpa
     return FineTuneReport(
@@ -161,6 +189,9 @@ def train_transfer_model(
         new_layers=new_layers,
         frozen=frozen,
         groups=groups,
+        trainable_parameters=trained,
+        total_parameters=total,
+        adaptation=describe_adaptation(model, head, config),
         warmup_epochs=warm_epochs,
         epochs=len(history.history.get("loss", [])),
         best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else 0,

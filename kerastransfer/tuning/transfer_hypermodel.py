@@ -2,7 +2,10 @@
 
 The search space (`SEARCH_SPACE`), each choice a `fine_tune` argument of the same name:
 
-- `method`: "neon", "discriminative", "layerwise_decay", "gradual", "bpa";
+- `method`: "neon", "discriminative", "layerwise_decay", "gradual", "bpa" (`METHODS`; the
+  parameter-efficient `PEFT_METHODS` of `fine_tune`, "lora", "dora" and "bitfit", are not
+  searched: their model is adapted after the build, and the imported rates and BPA below do not
+  apply to them);
 - `frozen_levels`: bottom levels kept frozen, 0, 4, 8, 16 or 32; values a body cannot hold
   become its largest (all levels but the top one), so every value of the space is a valid
   `kerastransfer fit --frozen-levels` and no two values train the same network;
