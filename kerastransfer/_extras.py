@@ -5,9 +5,10 @@ of them; the code that needs one calls `require` when it runs:
 
 - `export`: tf2onnx, onnx, onnxruntime, ai-edge-litert (ONNX and LiteRT exports and runtimes);
 - `tune`: keras-tuner (`kerastransfer.tuning`, `kerastransfer tune`);
-- `plot`: matplotlib (`LRFinder.plot`, the figure of `recipes/layer_transfer.py`).
+- `plot`: matplotlib (`LRFinder.plot`, the figure of `recipes/layer_transfer.py`);
+- `hub`: keras-hub (KerasHub presets as sources: `kerastransfer.hub_source`).
 
-`pip install "kerastransfer[export,tune,plot]"` installs them all.
+`pip install "kerastransfer[export,tune,plot,hub]"` installs them all.
 """
 
 import importlib
@@ -20,6 +21,7 @@ EXTRAS = {
     "ai_edge_litert": ("export", "ai-edge-litert"),
     "keras_tuner": ("tune", "keras-tuner"),
     "matplotlib": ("plot", "matplotlib"),
+    "keras_hub": ("hub", "keras-hub"),
 }
 
 

@@ -1,9 +1,11 @@
-"""The private parts of Keras, TensorFlow and keras-tuner that the package reads, one function each.
+"""The private parts of Keras, TensorFlow, keras-tuner and keras-hub that the package reads, one
+function each.
 
 Nothing else in the package touches a private name of these libraries (nor imports `keras.src` or
 `tensorflow.python`): it calls the function here. Each function has a canary in
 `tests/test_internals.py` that fails when the pinned version (Keras 3.15, TensorFlow 2.21,
-keras-tuner 1.4) changes what the function relies on. None has a public equivalent there:
+keras-tuner 1.4, keras-hub 0.32) changes what the function relies on. None has a public
+equivalent there:
 
 - `functional_graph`: the functional graph a built `Sequential` keeps (`Sequential._functional`).
   A public copy (`keras.Model(model.inputs, model.outputs)`) would be a second model per call.
@@ -35,6 +37,11 @@ keras-tuner 1.4) changes what the function relies on. None has a public equivale
   resume it.
 - `keras_archive_problem`: the `.keras` file layout (a zip archive holding `config.json`), to say
   what is wrong with a file before `keras.models.load_model` fails on it.
+- `hub_backbone_class`: the backbone class of a KerasHub preset, read from its `config.json`
+  without building the model (`keras_hub.src.utils.preset_utils.get_preset_loader`, the first
+  step of `Backbone.from_preset`; keras-hub 0.32). `from_preset` would build it: minutes and
+  gigabytes for a large text backbone given by mistake. `HUB_PRESET_CONFIG` is the file that
+  makes a folder a preset.
 """
 
 import zipfile
@@ -42,6 +49,7 @@ import zipfile
 import keras
 
 KERAS_ARCHIVE_CONFIG = "config.json"  # the model's configuration inside a `.keras` archive
+HUB_PRESET_CONFIG = "config.json"  # the backbone's configuration in a KerasHub preset
 
 
 def functional_graph(model):
@@ -133,3 +141,11 @@ def keras_archive_problem(path):
         if KERAS_ARCHIVE_CONFIG not in archive.namelist():
             return f"the zip archive has no {KERAS_ARCHIVE_CONFIG}"
     return None
+
+
+def hub_backbone_class(preset):
+    """The `keras_hub.models.Backbone` subclass that KerasHub preset `preset` (a folder or a
+    `kaggle://` / `hf://` handle, fetched) holds, from its configuration alone."""
+    from keras_hub.src.utils.preset_utils import get_preset_loader
+
+    return get_preset_loader(preset).check_backbone_class()

@@ -2,7 +2,10 @@
 
 A source is a Keras model, a `.keras` file, or a `keras.applications` name ("MobileNetV2",
 "ResNet50") loaded without its top. `application_preprocessing` is the input scaling each
-application was trained with, as a layer that takes raw pixels in [0, 255].
+application was trained with, as a layer that takes raw pixels in [0, 255]. A KerasHub preset of
+an image backbone (a folder, or a `kaggle://` / `hf://` handle; the `hub` extra) works wherever an
+application name does: `application_builder` and `application_preprocessing` take it too
+(`kerastransfer.hub_source`).
 
 Example:
 
@@ -23,6 +26,13 @@ import keras
 import numpy as np
 
 from kerastransfer._internals import keras_archive_problem
+from kerastransfer.hub_source import (
+    hub_builder,
+    hub_preprocessing,
+    hub_source_name,
+    is_hub_source,
+    load_hub_backbone,
+)
 
 # keras.applications by the input scaling their ImageNet weights expect ("tf": [-1, 1], "torch":
 # ImageNet mean and std, "caffe": BGR minus the mean); the others scale raw pixels themselves.
@@ -43,7 +53,10 @@ CAFFE_MODE = ("VGG16", "VGG19", "ResNet50", "ResNet101", "ResNet152")
 
 
 def application_builder(name):
-    """The `keras.applications` model function called `name`, or None if there is none."""
+    """The `keras.applications` model function called `name`, or None if there is none; for a
+    KerasHub preset, a function that builds its backbone the same way (`hub_source.hub_builder`)."""
+    if is_hub_source(name):
+        return hub_builder(name)
     if not isinstance(name, str):
         return None
     builder = getattr(keras.applications, name, None)
@@ -56,7 +69,10 @@ def application_preprocessing(name, channels):
 
     Caffe-mode applications (VGG, ResNet) take BGR images: this layer subtracts the mean in RGB
     order, so the first convolution's kernel must be flipped to RGB (`pooled_body` does).
+    A KerasHub preset: its image converter's scale and offset (`hub_source.hub_preprocessing`).
     """
+    if is_hub_source(name):
+        return hub_preprocessing(name, channels)
     if name in TF_MODE:
         return keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")
     if name in TORCH_MODE:
@@ -76,28 +92,47 @@ def application_preprocessing(name, channels):
     return None
 
 
+def source_name(source):
+    """A short name of `source` for model names: an application's name, a model's name, a
+    KerasHub preset's folder name or handle's last part, a file's name."""
+    if isinstance(source, keras.Model):
+        return source.name
+    if is_hub_source(source):
+        return hub_source_name(source)
+    return os.path.splitext(os.path.basename(os.fspath(source)))[0]
+
+
 def load_source(source, *, input_shape=None, weights="imagenet"):
-    """A source model from a Keras model, a `.keras` file, or a `keras.applications` name.
+    """A source model from a Keras model, a `.keras` file, a `keras.applications` name or a
+    KerasHub preset.
 
     Application names load without their top; Keras finds ImageNet weights in
     `$KERAS_HOME/models/` before it tries to download them (offline, the error names the file to
     put there). `.keras` files load with `safe_mode=True`: they must not contain lambdas.
+    A KerasHub preset (a folder written by `save_to_preset`, or a `kaggle://` / `hf://` handle;
+    `pip install "kerastransfer[hub]"`) loads as its backbone without top, like an application
+    (`hub_source.load_hub_backbone`); a handle that cannot be fetched is a `RuntimeError` naming
+    it, a text backbone a `ValueError`.
 
     Args:
-        source: a `keras.Model`, a path to a `.keras` file, or a `keras.applications` name.
-        input_shape: for an application, its `(height, width, 3)` input (default: the
-            application's own, mostly 224x224).
+        source: a `keras.Model`, a path to a `.keras` file, a `keras.applications` name, or a
+            KerasHub preset folder or handle.
+        input_shape: for an application or a preset, its `(height, width, 3)` input (default:
+            the application's own, mostly 224x224; the preset's own).
         weights: for an application, "imagenet", None (random initialisation) or the path of a
-            weights file (no top), as `keras.applications` takes.
+            weights file (no top), as `keras.applications` takes; for a preset, "imagenet" is
+            the preset's own weights.
     """
     if isinstance(source, keras.Model):
         return source
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(
-            "`source` must be a keras.Model, a path to a .keras file or a keras.applications "
-            f"name. Received: {type(source).__name__}"
+            "`source` must be a keras.Model, a path to a .keras file, a keras.applications "
+            f"name or a KerasHub preset. Received: {type(source).__name__}"
         )
     source = os.fspath(source)
+    if is_hub_source(source):
+        return load_hub_backbone(source, input_shape=input_shape, weights=weights)
     if os.path.exists(source):
         return _load_model_file(source)
     if source.endswith((".keras", ".h5", ".hdf5")) or os.sep in source:
@@ -146,8 +181,10 @@ def _keras_home():
 def _load_model_file(path):
     if os.path.isdir(path):
         raise ValueError(
-            f"'{path}' is a folder (a SavedModel export?), not a .keras file. Load a model saved "
-            "with model.save('model.keras'); SavedModel exports serve predictions only."
+            f"'{path}' is a folder (a SavedModel export?), neither a .keras file nor a KerasHub "
+            "preset (a preset folder holds the config.json that `save_to_preset` writes). Load a "
+            "model saved with model.save('model.keras'); SavedModel exports serve predictions "
+            "only."
         )
     if path.endswith(".keras"):
         problem = keras_archive_problem(path)

@@ -48,6 +48,10 @@ out["predict"] = error(lambda: load_predictor(os.path.join(tmp, "model.onnx")))
 out["search"] = error(lambda: kerastransfer.tuning.search("embedded:mnist"))
 out["hypermodel"] = error(lambda: kerastransfer.TransferHyperModel)
 out["plot"] = error(lambda: LRFinder().plot(os.path.join(tmp, "lr.png")))
+os.makedirs(os.path.join(tmp, "preset"))
+with open(os.path.join(tmp, "preset", "config.json"), "w") as f:
+    f.write("{{}}")  # a KerasHub preset folder, as far as kerastransfer can tell without keras-hub
+out["hub"] = error(lambda: kerastransfer.load_source(os.path.join(tmp, "preset")))
 for command, argv in {{
     "tune": ["tune", "embedded:mnist", "--directory", os.path.join(tmp, "tune")],
     "fit": ["fit", "MobileNetV2", "embedded:mnist", "--export", export, "--formats", "onnx"],
@@ -86,6 +90,7 @@ def test_kerastransfer_imports_without_any_optional_package(without_extras):
         ("search", "keras-tuner", "tune"),
         ("hypermodel", "keras-tuner", "tune"),
         ("plot", "matplotlib", "plot"),
+        ("hub", "keras-hub", "hub"),
     ],
 )
 def test_a_feature_without_its_extra_names_the_extra_in_one_line(

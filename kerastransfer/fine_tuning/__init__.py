@@ -4,6 +4,7 @@ The steps every transfer run repeats, in order:
 
 1. **Source and target.** The source is a `keras.applications` name (loaded with ImageNet weights
    at the target's input size, offline from `$KERAS_HOME/models/`; `pretrained.load_source`), a
+   KerasHub preset of an image backbone (taken as an application name is; `hub_source`), a
    `.keras` file or a model. The target (`build_transfer_model`) is the source's pooled body
    (`methods.feature_extraction.pooled_body`) at the input shape of `target_input_shape`, with
    the source's matching layers imported (a gray target gets the first convolution summed over

@@ -161,7 +161,11 @@ _CONFIG_FLAGS = {
 
 def add_fit_flags(parser):
     """Adds `kerastransfer fit`'s arguments to an argparse parser (defaults: `FineTuneConfig`'s)."""
-    parser.add_argument("source", help="keras.applications name (ImageNet weights) or .keras")
+    parser.add_argument(
+        "source",
+        help="keras.applications name (ImageNet weights), .keras file, or KerasHub preset "
+        "(folder, kaggle:// or hf:// handle)",
+    )
     parser.add_argument("data", help="embedded:NAME, an .npz, an image folder or a tfds name")
     default = FineTuneConfig()
     for name, (kind, help_text) in _CONFIG_FLAGS.items():

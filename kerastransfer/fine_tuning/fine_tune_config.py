@@ -32,6 +32,9 @@ METHODS = ("neon", "discriminative", "layerwise_decay", "gradual", "bpa")
 PEFT_METHODS = ("lora", "dora", "bitfit")
 LORA_METHODS = ("lora", "dora")  # the methods `rank`, `lora_alpha`, ... apply to
 DEFAULT_RANK = 8
+# `learning_rate` when it is None, by method: the parameter-efficient methods train a few
+# parameters, the adapters from a zero update, and take a 10x higher rate.
+DEFAULT_LEARNING_RATE = {**{m: 1e-4 for m in METHODS}, **{m: 1e-3 for m in PEFT_METHODS}}
 # The imported layers' rate as a multiple of `learning_rate`, by method (the adapters and biases
 # of a parameter-efficient method train at `learning_rate`).
 DEFAULT_IMPORTED_RATE = {
@@ -55,7 +58,8 @@ class FineTuneConfig:
         method: one of `METHODS` or `PEFT_METHODS` ("lora", "dora", "bitfit"; see
             `kerastransfer.fine_tuning`).
         learning_rate: Adam rate of the new layers (the top group), or "find": the learning-rate
-            range test (`callbacks.LRFinder`) on the warmed-up model picks it.
+            range test (`callbacks.LRFinder`) on the warmed-up model picks it. None (default):
+            `DEFAULT_LEARNING_RATE[method]`, 1e-4, or 1e-3 for "lora", "dora" and "bitfit".
         imported_rate: rate of the imported layers as a multiple of `learning_rate`; 0 is the
             neon scheme. None: `DEFAULT_IMPORTED_RATE[method]`.
         frozen_levels: bottom levels kept frozen (`trainable=False`) through fine-tuning.
@@ -86,7 +90,7 @@ class FineTuneConfig:
     """
 
     method: str = "discriminative"
-    learning_rate: float | str = 1e-4
+    learning_rate: float | str | None = None
     imported_rate: float | None = None
     frozen_levels: int = 0
     groups: int = 3
@@ -127,7 +131,7 @@ class FineTuneConfig:
                 f"0); use method 'discriminative' for a small rate. Received: {rate}"
             )
         lr = self.learning_rate
-        if lr != "find" and not (isinstance(lr, numbers.Real) and lr > 0):
+        if lr not in (None, "find") and not (isinstance(lr, numbers.Real) and lr > 0):
             raise ValueError(
                 f"`learning_rate` must be a positive number or 'find'. Received: {lr!r}"
             )
@@ -198,6 +202,14 @@ class FineTuneConfig:
         if self.method not in LORA_METHODS:
             return None
         return DEFAULT_RANK if self.rank is None else int(self.rank)
+
+    @property
+    def effective_learning_rate(self):
+        """`learning_rate`, or the method's default (`DEFAULT_LEARNING_RATE`) when it is None or
+        "find" (the rate used until the range test has run)."""
+        if self.learning_rate in (None, "find"):
+            return DEFAULT_LEARNING_RATE[self.method]
+        return self.learning_rate
 
     @property
     def effective_imported_rate(self):

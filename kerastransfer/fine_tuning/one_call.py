@@ -55,7 +55,9 @@ def fine_tune(
     """Fine-tune a pretrained network on a dataset; see the package docstring for the steps.
 
     Args:
-        source: a `keras.applications` name ("MobileNetV2"), a `.keras` file or a Keras model.
+        source: a `keras.applications` name ("MobileNetV2"), a `.keras` file, a Keras model, or
+            a KerasHub preset of an image backbone (a folder or a `kaggle://` / `hf://` handle;
+            the `hub` extra), which trains like an application name (`image_size`, `channels`).
         data: anything `load_dataset` takes ("embedded:fashion_mnist", an `.npz`, an image
             folder, a tensorflow-datasets name) or a `TransferData`.
         config: a `FineTuneConfig`: the method, rates, levels, head, warm-up, epochs, input
@@ -66,7 +68,8 @@ def fine_tune(
             `warmup_epochs`, `warmup_learning_rate`, `epochs`, `patience`, `image_size`,
             `channels`, `samples_per_class`, `validation_split`, `batch_size`, `seed`),
             replacing `config`'s; its docstring says what each does.
-        weights: the source application's weights: "imagenet" or a weights file (no top).
+        weights: the source application's weights: "imagenet" or a weights file (no top); for a
+            KerasHub preset "imagenet" is the preset's own weights.
         backup_dir: resume an interrupted run from here, to the uninterrupted result
             (`kerastransfer.callbacks.BackupAndRestore`).
         log_dir: TensorBoard logs.

@@ -232,7 +232,7 @@ def _compile(model, head, imported, data, config, verbose, resuming=False):
         model,
         head,
         imported,
-        FineTuneConfig.learning_rate if find else config.learning_rate,  # until the test
+        config.effective_learning_rate,  # with "find": the default until the test
         config.effective_imported_rate,
         config.groups,
     )

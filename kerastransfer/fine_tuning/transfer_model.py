@@ -6,7 +6,7 @@ import keras
 
 from kerastransfer.fine_tuning.fine_tune_config import APPLICATION_IMAGE_SIZE
 from kerastransfer.methods.feature_extraction import pooled_body
-from kerastransfer.pretrained import application_builder, load_source
+from kerastransfer.pretrained import application_builder, load_source, source_name
 from kerastransfer.surgery import replace_head
 
 
@@ -27,14 +27,13 @@ def build_transfer_model(
     if not application_builder(source):
         source = load_source(source)
     body, report = pooled_body(source, image_shape, weights=weights)
-    source_name = source if isinstance(source, str) else source.name
     model = replace_head(
         body,
         num_classes,
         cut_layer=body.layers[-1].name,
         hidden=(int(head_width),) if head_width else (),
         dropout=float(dropout),
-        name=f"{source_name}_transfer".lower(),
+        name=f"{source_name(source)}_transfer".lower(),
     )
     head = keras.Model(body.output, model.output, name="head")
     return model, body, head, report
@@ -43,10 +42,10 @@ def build_transfer_model(
 def target_input_shape(source, data_shape, *, image_size=None, channels=None):
     """The input shape a transfer from `source` trains at.
 
-    A `keras.applications` source takes `image_size` x `image_size` (default
-    `APPLICATION_IMAGE_SIZE`) images of `channels` channels (default: the data's, `data_shape`'s
-    last); a model or `.keras` source keeps its own input shape, and `image_size` or `channels`
-    for it are an error.
+    A `keras.applications` source (or a KerasHub preset) takes `image_size` x `image_size`
+    (default `APPLICATION_IMAGE_SIZE`) images of `channels` channels (default: the data's,
+    `data_shape`'s last); a model or `.keras` source keeps its own input shape, and `image_size`
+    or `channels` for it are an error.
 
     Example:
 

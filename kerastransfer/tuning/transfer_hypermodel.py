@@ -105,7 +105,11 @@ class TransferHyperModel(keras_tuner.HyperModel):
                 ),
                 "dropout": hp.Choice("dropout", SEARCH_SPACE["dropout"], default=default.dropout),
                 "learning_rate": hp.Float(
-                    "learning_rate", low, high, sampling="log", default=default.learning_rate
+                    "learning_rate",
+                    low,
+                    high,
+                    sampling="log",
+                    default=default.effective_learning_rate,
                 ),
                 "bpa": hp.Boolean("bpa", default=default.bpa),
                 "gamma": hp.Choice("gamma", SEARCH_SPACE["gamma"], default=default.gamma),

@@ -129,11 +129,13 @@ class _Iterations(keras.callbacks.Callback):
 # Killed between epochs and mid-epoch, resumed: the uninterrupted run's weights and report. The
 # range test's rate (discriminative, learning_rate="find"), Gamma (bpa), the unfrozen levels and
 # the optimizer state (gradual) and early stopping's state come back with the backup.
+# One in the default suite (mid-epoch, with the range test); the others under `-m slow`.
+SLOW = pytest.mark.slow
 RESUMES = [
-    ("discriminative", dict(learning_rate="find"), 2, None),
+    pytest.param("discriminative", dict(learning_rate="find"), 2, None, marks=SLOW),
     ("discriminative", dict(learning_rate="find"), 1, 2),
-    ("gradual", {}, 2, 1),
-    ("bpa", {}, 1, None),
+    pytest.param("gradual", {}, 2, 1, marks=SLOW),
+    pytest.param("bpa", {}, 1, None, marks=SLOW),
 ]
 
 

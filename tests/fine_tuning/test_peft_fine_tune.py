@@ -218,6 +218,7 @@ class _Crash(keras.callbacks.Callback):
             raise RuntimeError("killed")
 
 
+@pytest.mark.slow  # ~10 s; the resume path of fine_tune: test_one_call.py
 def test_a_killed_lora_run_resumes_to_the_uninterrupted_weights(source, tmp_path):
     options = dict(rank=2, lora_dropout=0.2, epochs=3, batch_size=16)
     whole = _run(source, "lora", **options)
