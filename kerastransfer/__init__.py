@@ -4,7 +4,8 @@ The flat public API; each name lives in the module named after it:
 
 - `kerastransfer.data`: `load_dataset` and `TransferData`.
 - `kerastransfer.models`: `small_cnn`, `mobilenet_v2_classifier`, `lenet5`.
-- `kerastransfer.pretrained`: `load_source` (a model, a `.keras` file, a `keras.applications` name).
+- `kerastransfer.pretrained`: `load_source` (a model, a `.keras` file, a `keras.applications` name,
+  a KerasHub preset: `kerastransfer.hub_source`, the optional `hub` extra).
 - `kerastransfer.surgery`: `import_matching_layers`, `cut_at`, `replace_head`,
   `freeze_bottom_levels`, `weighted_levels`, `adapt_input_channels`.
 - `kerastransfer.optimizers`: per-layer maps on `keras.optimizers.MultiOptimizer`.

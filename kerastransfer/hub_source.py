@@ -76,8 +76,12 @@ def hub_builder(source):
 
 
 def hub_source_name(source):
-    """A short name of the preset, for model names: its folder's name or the handle's last part."""
-    return os.path.basename(os.fspath(source).rstrip("/\\")) or "hub_backbone"
+    """A short name of the preset, for model names: its folder's name or the handle's last part
+    (a Kaggle handle's version left out)."""
+    parts = [p for p in os.fspath(source).replace("\\", "/").split("/") if p]
+    if len(parts) > 1 and parts[-1].isdigit():
+        parts.pop()
+    return parts[-1] if parts and not parts[-1].endswith(":") else "hub_backbone"
 
 
 def backbone_class(source):

@@ -1,5 +1,5 @@
-"""Canaries for `kerastransfer._internals`: each test fails when the pinned Keras, TensorFlow or
-keras-tuner changes the private part that one function of it reads."""
+"""Canaries for `kerastransfer._internals`: each test fails when the pinned Keras, TensorFlow,
+keras-tuner or keras-hub changes the private part that one function of it reads."""
 
 import json
 import os
@@ -16,6 +16,7 @@ from kerastransfer import _internals
 from kerastransfer._internals import (
     functional_graph,
     gradient_registry,
+    hub_backbone_class,
     keras_archive_problem,
     keras_mask,
     last_call_outputs,
@@ -227,3 +228,11 @@ def test_write_tuner_state_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     oracle.save()
     assert json.loads(path.read_text())["seed"] == 5
+
+
+def test_hub_backbone_class(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub", reason="the `hub` extra (in `.[test]`)")
+    backbone = keras_hub.models.VGGBackbone(stackwise_num_repeats=[1], stackwise_num_filters=[2])
+    backbone.save_to_preset(str(tmp_path))
+    assert (tmp_path / _internals.HUB_PRESET_CONFIG).is_file()  # what makes a folder a preset
+    assert hub_backbone_class(str(tmp_path)) is keras_hub.models.VGGBackbone
