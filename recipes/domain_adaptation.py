@@ -3,8 +3,8 @@
 Reproduces the digits rows of Transfer-Learning-Library (Jiang et al.): TLlib's digits
 classifiers (a LeNet from scratch; for the adaptation rows then a 256-unit bottleneck with batch
 normalisation, the layer `features`, `digits_lenet(feature_units=256)`) trained on labelled
-source digits and unlabelled target digits (28x28 gray; USPS's 16x16 images are resized), evaluated on the target
-test set, for
+source digits and unlabelled target digits (28x28 gray; USPS's 16x16 images are resized),
+evaluated on the target test set, for
 
 - source only: the classifier trained on the source alone;
 - DAN (Long et al. 2015): + lambda x MK-MMD on `features` and on the class probabilities,
@@ -16,11 +16,12 @@ test set, for
 - MCC (Jin et al. 2020): + the minimum class confusion loss of the target predictions;
 - DANN + MCC, CDAN+E + MCC: both terms.
 
-The adaptation rows share the network; all rows share the optimizer (SGD, Nesterov momentum 0.9, weight decay 1e-3, the rate
-lr0 (1 + 0.001 t)^-0.75 with TLlib's lr0: 0.01 MNIST->USPS, 0.1 USPS->MNIST), batches and number
-of steps; the domain classifiers are TLlib's (1024, 1024 units, batch normalisation). Target
-labels are never read in training (`paired_dataset(..., drop_target_labels=True)`); the
-reported accuracy is the last epoch's (no model selection on the target).
+The adaptation rows share the network; all rows share the optimizer (SGD, Nesterov momentum
+0.9, weight decay 1e-3, the rate lr0 (1 + 0.001 t)^-0.75 with TLlib's lr0: 0.01 MNIST->USPS,
+0.1 USPS->MNIST), batches and number of steps; the domain classifiers are TLlib's (1024, 1024
+units, batch normalisation). Target labels are never read in training (`paired_dataset(...,
+drop_target_labels=True)`); the reported accuracy is the last epoch's (no model selection on
+the target).
 
 Run (default: embedded samples, 5000 MNIST / 3000 USPS training images, 3 seeds):
 
